@@ -1,0 +1,159 @@
+//! Streams a message body from one socket to the other through bounded buffers, re-framing it as it
+//! goes. Memory is constant in the body size; a slow reader slows the writer (we only read again after
+//! the previous bytes were written), so backpressure holds both ways.
+
+use std::io;
+use std::time::Duration;
+
+use glommio::net::TcpStream;
+
+use crate::http::chunked::{ChunkError, ChunkedDecoder};
+use crate::http::write::put_chunk_header;
+use crate::proxy::buf::{flush, write_all, Buf};
+
+/// How the source delimits the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SrcFraming {
+    Length(u64),
+    Chunked,
+    /// Until the source closes (responses only).
+    Eof,
+}
+
+/// How the body is framed toward the destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encode {
+    /// Bytes as they are (Content-Length, or close-delimited toward the destination).
+    Raw,
+    /// Re-chunked: a chunk per run of bytes, then `0\r\n\r\n` (trailers are not forwarded).
+    Chunked,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyError {
+    SrcIo(io::ErrorKind),
+    /// The source closed before the body's declared end.
+    SrcEof,
+    DstIo(io::ErrorKind),
+    Chunk(ChunkError),
+    /// More than the allowed body size.
+    TooLarge,
+}
+
+pub struct Timeouts {
+    pub read: Duration,
+    pub write: Duration,
+}
+
+/// Reserve in `out` for a chunk header and its CRLF.
+const CHUNK_OVERHEAD: usize = 16 + 2 + 2;
+
+/// Copies one body from `src` (starting with the bytes already in `sbuf`) to `dst`. `out` may hold
+/// pending bytes (a head) that go out with the first body bytes. Leaves in `sbuf` whatever follows the
+/// body. Returns the number of body bytes.
+#[allow(clippy::too_many_arguments)]
+pub async fn copy_body(
+    src: &mut TcpStream,
+    sbuf: &mut Buf,
+    dst: &mut TcpStream,
+    out: &mut Vec<u8>,
+    framing: SrcFraming,
+    encode: Encode,
+    t: &Timeouts,
+    limit: Option<u64>,
+) -> Result<u64, BodyError> {
+    let mut total: u64 = 0;
+    let mut remaining = match framing {
+        SrcFraming::Length(n) => n,
+        _ => u64::MAX,
+    };
+    let mut decoder = ChunkedDecoder::new();
+    let mut done = remaining == 0;
+    // Bounded: every iteration either consumes input or reads (which returns 0 only at EOF, ending it).
+    while !done {
+        // Forward what is buffered.
+        while !sbuf.is_empty() && !done {
+            let (consumed, data) = match framing {
+                SrcFraming::Length(_) => {
+                    let take = (sbuf.len() as u64).min(remaining) as usize;
+                    remaining -= take as u64;
+                    done = remaining == 0;
+                    (take, 0..take)
+                }
+                SrcFraming::Chunked => {
+                    let d = decoder.decode(sbuf.filled()).map_err(BodyError::Chunk)?;
+                    done = decoder.is_done();
+                    if d.consumed == 0 && !done {
+                        break;
+                    }
+                    (d.consumed, d.data)
+                }
+                SrcFraming::Eof => (sbuf.len(), 0..sbuf.len()),
+            };
+            let bytes = &sbuf.filled()[data];
+            if !bytes.is_empty() {
+                total = total.saturating_add(bytes.len() as u64);
+                if limit.is_some_and(|l| total > l) {
+                    return Err(BodyError::TooLarge);
+                }
+                emit(dst, out, bytes, encode, t.write)
+                    .await
+                    .map_err(|e| BodyError::DstIo(e.kind()))?;
+            }
+            sbuf.consume(consumed);
+        }
+        if done {
+            break;
+        }
+        // Before waiting for the source, let the destination have what we hold.
+        flush(dst, out, t.write)
+            .await
+            .map_err(|e| BodyError::DstIo(e.kind()))?;
+        match sbuf.read_from(src, t.read).await {
+            Ok(0) if framing == SrcFraming::Eof => done = true,
+            Ok(0) => return Err(BodyError::SrcEof),
+            Ok(_) => {}
+            Err(e) => return Err(BodyError::SrcIo(e.kind())),
+        }
+    }
+    if encode == Encode::Chunked {
+        out.extend_from_slice(b"0\r\n\r\n");
+    }
+    flush(dst, out, t.write)
+        .await
+        .map_err(|e| BodyError::DstIo(e.kind()))?;
+    Ok(total)
+}
+
+/// Appends `bytes` to `out` (framed per `encode`), writing when `out` would overflow its capacity;
+/// `out` never grows past the capacity it was created with.
+async fn emit(
+    dst: &mut TcpStream,
+    out: &mut Vec<u8>,
+    bytes: &[u8],
+    encode: Encode,
+    timeout: Duration,
+) -> io::Result<()> {
+    let overhead = if encode == Encode::Chunked {
+        CHUNK_OVERHEAD
+    } else {
+        0
+    };
+    if out.len() + bytes.len() + overhead > out.capacity() {
+        flush(dst, out, timeout).await?;
+    }
+    if encode == Encode::Chunked {
+        put_chunk_header(out, bytes.len());
+    }
+    if bytes.len() + overhead <= out.capacity() - out.len() {
+        out.extend_from_slice(bytes);
+    } else {
+        // Larger than our staging space: send the (framed) prefix, then the bytes from where they are.
+        flush(dst, out, timeout).await?;
+        write_all(dst, bytes, timeout).await?;
+    }
+    if encode == Encode::Chunked {
+        out.extend_from_slice(b"\r\n");
+    }
+    Ok(())
+}

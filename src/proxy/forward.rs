@@ -1,0 +1,427 @@
+//! One exchange with a backend: route, pick a server, reuse or open a connection (bounded failover),
+//! send the request, relay interim responses, relay the final response, and decide what can be reused.
+
+use std::io;
+use std::time::Instant;
+
+use glommio::net::TcpStream;
+
+use crate::config::{Frontend, HostMatch};
+use crate::error::{ProxyError, CONTINUE_100};
+use crate::http::request::{BodyFraming, Method, RequestHead};
+use crate::http::response::{parse_response_head_into, RespFraming, ResponseHead};
+use crate::http::write::{
+    write_request_head, write_response_head, ClientFraming, ConnectionField, Forwarding,
+};
+use crate::limits::{MAX_CONNECT_TRIES, MAX_INTERIM_RESPONSES};
+use crate::pool::looks_alive;
+use crate::proxy::body::{copy_body, BodyError, Encode, SrcFraming, Timeouts};
+use crate::proxy::buf::{flush, write_all};
+use crate::proxy::tunnel::tunnel;
+use crate::proxy::ClientConn;
+use crate::worker::BackendCtx;
+
+/// Picks the backend: routes in order, first match wins, else the default (host compared
+/// case-insensitively, RFC 9110 §4.2.3).
+fn route(f: &Frontend, buf: &[u8], head: &RequestHead) -> usize {
+    let host = head.host_name.get(buf);
+    let path = head.path.get(buf);
+    for r in &f.routes {
+        if let Some(h) = &r.host {
+            let ok = match h {
+                HostMatch::Exact(e) => e.as_bytes().eq_ignore_ascii_case(host),
+                HostMatch::Suffix(s) => {
+                    host.len() > s.len()
+                        && host[host.len() - s.len()..].eq_ignore_ascii_case(s.as_bytes())
+                }
+            };
+            if !ok {
+                continue;
+            }
+        }
+        if let Some(p) = &r.path_prefix {
+            if !path.starts_with(p.as_bytes()) {
+                continue;
+            }
+        }
+        return r.backend;
+    }
+    f.default_backend
+}
+
+async fn get_conn(
+    b: &BackendCtx,
+    server: usize,
+    fresh_only: bool,
+) -> io::Result<(TcpStream, bool)> {
+    if !fresh_only {
+        let pooled = b.pool.borrow_mut().checkout(server, Instant::now());
+        if let Some(s) = pooled {
+            return Ok((s, true));
+        }
+    }
+    let addr = b.cfg.servers[server].addr;
+    let s = TcpStream::connect_timeout(addr, b.cfg.timeouts.connect).await?;
+    s.set_nodelay(true)?;
+    Ok((s, false))
+}
+
+/// Why reading a response head failed, and whether the request may be sent again.
+struct HeadFailure {
+    error: ProxyError,
+    /// The connection failed before any response byte: safe to retry an idempotent request.
+    before_any_byte: bool,
+}
+
+/// Reads the final response head into `c.bbuf`, relaying 1xx interim responses to HTTP/1.1 clients
+/// (RFC 9110 §15.2). 101 is returned like a final response.
+async fn read_response_head(
+    c: &mut ClientConn,
+    b: &mut TcpStream,
+    head: &RequestHead,
+    f: &Frontend,
+    backend: &BackendCtx,
+) -> Result<ResponseHead, HeadFailure> {
+    let t = &backend.cfg.timeouts;
+    let mut interim = 0usize;
+    let mut any_byte = false;
+    let deadline = Instant::now() + t.response;
+    let fail = |error, any: bool| HeadFailure {
+        error,
+        before_any_byte: !any,
+    };
+    loop {
+        if !c.bbuf.is_empty() {
+            let parsed = parse_response_head_into(
+                c.bbuf.filled(),
+                head.method == Method::Head,
+                &mut c.resp_fields,
+            )
+            .map_err(|e| fail(e, true))?;
+            if let Some(resp) = parsed {
+                if resp.status >= 200 || resp.status == 101 {
+                    return Ok(resp);
+                }
+                interim += 1;
+                if interim > MAX_INTERIM_RESPONSES {
+                    return Err(fail(
+                        ProxyError::BadGateway("too many interim responses"),
+                        true,
+                    ));
+                }
+                if !head.http10 {
+                    c.out.clear();
+                    write_response_head(
+                        &mut c.out,
+                        c.bbuf.filled(),
+                        &resp,
+                        &c.resp_fields,
+                        ClientFraming::None,
+                        ConnectionField::None,
+                    );
+                    flush(&mut c.stream, &mut c.out, f.timeouts.body)
+                        .await
+                        .map_err(|e| fail(ProxyError::ClientIo(e.kind()), true))?;
+                }
+                c.bbuf.consume(resp.head_len);
+                continue;
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(fail(ProxyError::GatewayTimeout, any_byte));
+        }
+        match c.bbuf.read_from(b, left).await {
+            Ok(0) => {
+                return Err(fail(
+                    ProxyError::BadGateway("backend closed before a complete response head"),
+                    any_byte,
+                ))
+            }
+            Ok(_) => any_byte = true,
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                return Err(fail(ProxyError::GatewayTimeout, true))
+            }
+            Err(_) => {
+                return Err(fail(
+                    ProxyError::BadGateway("backend connection failed"),
+                    any_byte,
+                ))
+            }
+        }
+    }
+}
+
+/// Forwards one request and its response. Ok(true): keep the client connection open.
+pub(super) async fn forward(
+    c: &mut ClientConn,
+    f: &Frontend,
+    head: RequestHead,
+) -> Result<bool, ProxyError> {
+    let ctx = c.ctx.clone();
+    let backend = &ctx.backends[route(f, c.cbuf.filled(), &head)];
+    let bt = backend.cfg.timeouts;
+    if let (BodyFraming::Length(n), Some(max)) = (head.framing, f.limits.max_body) {
+        if n > max {
+            return Err(ProxyError::PayloadTooLarge);
+        }
+    }
+    let expect = head.expect_continue && head.framing != BodyFraming::None;
+
+    // The head is serialized once; it is sent again as is if the request is retried.
+    c.out.clear();
+    let fwd = Forwarding {
+        client_ip: &c.ip_text[..c.ip_len],
+        trusted: c.trusted,
+        // Like nginx's default `Host: $proxy_host`: the backend's name.
+        default_host: backend.cfg.name.as_bytes(),
+    };
+    write_request_head(&mut c.out, c.cbuf.filled(), &head, &c.req_fields, &fwd);
+    c.cbuf.consume(head.head_len);
+
+    // A body already fully received goes out in the same write as the head (the common small POST: one
+    // syscall, and the request stays retryable as a whole).
+    let body_with_head = match head.framing {
+        BodyFraming::None => true,
+        BodyFraming::Length(n)
+            if !expect
+                && c.cbuf.len() as u64 >= n
+                && c.out.len() as u64 + n <= c.out.capacity() as u64 =>
+        {
+            let n = n as usize;
+            c.out.extend_from_slice(&c.cbuf.filled()[..n]);
+            c.cbuf.consume(n);
+            true
+        }
+        _ => false,
+    };
+    let retryable = head.method.is_idempotent() && body_with_head && head.upgrade.is_none();
+
+    let n_servers = backend.cfg.servers.len();
+    let max_tries = MAX_CONNECT_TRIES.min(n_servers).max(1);
+    let mut tried = [0usize; MAX_CONNECT_TRIES];
+    let mut n_tried = 0usize;
+    let mut fresh_only = false;
+    let mut stale_retry_used = false;
+    let mut server = backend.balancer.borrow_mut().pick();
+    // Bounded: at most max_tries connect failures, one stale-connection retry, and one liveness redo.
+    let (mut b, resp) = loop {
+        let (mut b, reused) = match get_conn(backend, server, fresh_only).await {
+            Ok(x) => x,
+            Err(e) => {
+                ctx.log_error(format_args!(
+                    "backend={} server={} connect failed: {e}",
+                    backend.cfg.name, backend.cfg.servers[server].name
+                ));
+                tried[n_tried] = server;
+                n_tried += 1;
+                if n_tried >= max_tries {
+                    return Err(ProxyError::ServiceUnavailable(
+                        "no server accepted the connection",
+                    ));
+                }
+                server = backend
+                    .balancer
+                    .borrow_mut()
+                    .pick_excluding(&tried[..n_tried]);
+                fresh_only = false;
+                continue;
+            }
+        };
+        if reused && !retryable && !looks_alive(&b) {
+            // A request we may not resend: never put it on a connection the server may have closed.
+            fresh_only = true;
+            continue;
+        }
+        if body_with_head {
+            if write_all(&mut b, &c.out, bt.body).await.is_err() {
+                if reused && retryable && !stale_retry_used {
+                    stale_retry_used = true;
+                    fresh_only = true;
+                    continue;
+                }
+                return Err(ProxyError::BadGateway("could not send the request"));
+            }
+        } else {
+            if expect {
+                // RFC 9110 §10.1.1: we answer 100 ourselves once a server is connected, then stream the body.
+                write_all(&mut c.stream, CONTINUE_100, f.timeouts.body)
+                    .await
+                    .map_err(|e| ProxyError::ClientIo(e.kind()))?;
+            }
+            let (framing, encode) = match head.framing {
+                BodyFraming::Chunked => (SrcFraming::Chunked, Encode::Chunked),
+                BodyFraming::Length(n) => (SrcFraming::Length(n), Encode::Raw),
+                BodyFraming::None => (SrcFraming::Length(0), Encode::Raw),
+            };
+            let t = Timeouts {
+                read: f.timeouts.body,
+                write: bt.body,
+            };
+            copy_body(
+                &mut c.stream,
+                &mut c.cbuf,
+                &mut b,
+                &mut c.out,
+                framing,
+                encode,
+                &t,
+                f.limits.max_body,
+            )
+            .await
+            .map_err(|e| match e {
+                BodyError::SrcIo(k) => ProxyError::ClientIo(k),
+                BodyError::SrcEof => ProxyError::ClientIo(io::ErrorKind::UnexpectedEof),
+                BodyError::Chunk(_) => ProxyError::BadRequest("invalid chunked body"),
+                BodyError::TooLarge => ProxyError::PayloadTooLarge,
+                BodyError::DstIo(_) => ProxyError::BadGateway("could not send the request body"),
+            })?;
+        }
+        c.bbuf.clear();
+        match read_response_head(c, &mut b, &head, f, backend).await {
+            Ok(resp) => break (b, resp),
+            Err(HeadFailure {
+                before_any_byte: true,
+                error: ProxyError::BadGateway(_),
+            }) if reused && retryable && !stale_retry_used => {
+                // The keep-alive close race: the server closed the reused connection as we sent.
+                stale_retry_used = true;
+                fresh_only = true;
+                continue;
+            }
+            Err(h) => {
+                if h.error.side() == crate::error::Side::Backend {
+                    ctx.log_error(format_args!(
+                        "backend={} server={} {}",
+                        backend.cfg.name, backend.cfg.servers[server].name, h.error
+                    ));
+                }
+                return Err(h.error);
+            }
+        }
+    };
+    c.out.clear();
+
+    if resp.status == 101 {
+        if head.upgrade.is_none() {
+            return Err(ProxyError::BadGateway("101 without an upgrade request"));
+        }
+        write_response_head(
+            &mut c.out,
+            c.bbuf.filled(),
+            &resp,
+            &c.resp_fields,
+            ClientFraming::None,
+            ConnectionField::Upgrade,
+        );
+        c.bbuf.consume(resp.head_len);
+        flush(&mut c.stream, &mut c.out, f.timeouts.body)
+            .await
+            .map_err(|e| ProxyError::ClientIo(e.kind()))?;
+        let _ = tunnel(
+            &mut c.stream,
+            &mut c.cbuf,
+            &mut b,
+            &mut c.bbuf,
+            f.timeouts.keepalive,
+        )
+        .await;
+        return Ok(false);
+    }
+
+    // Frame the body for this client: HTTP/1.0 clients never get chunked (RFC 9112 §7).
+    let (client_framing, src, encode, must_close) = match resp.framing {
+        RespFraming::NoBody => {
+            let meta = head.method == Method::Head || resp.status == 304;
+            (
+                if meta {
+                    ClientFraming::Metadata(resp.content_length)
+                } else {
+                    ClientFraming::None
+                },
+                None,
+                Encode::Raw,
+                false,
+            )
+        }
+        RespFraming::Length(n) => (
+            ClientFraming::Length(n),
+            Some(SrcFraming::Length(n)),
+            Encode::Raw,
+            false,
+        ),
+        RespFraming::Chunked if head.http10 => (
+            ClientFraming::None,
+            Some(SrcFraming::Chunked),
+            Encode::Raw,
+            true,
+        ),
+        RespFraming::Chunked => (
+            ClientFraming::Chunked,
+            Some(SrcFraming::Chunked),
+            Encode::Chunked,
+            false,
+        ),
+        RespFraming::Close if head.http10 => (
+            ClientFraming::None,
+            Some(SrcFraming::Eof),
+            Encode::Raw,
+            true,
+        ),
+        RespFraming::Close => (
+            ClientFraming::Chunked,
+            Some(SrcFraming::Eof),
+            Encode::Chunked,
+            false,
+        ),
+    };
+    let keep = head.keep_alive && !must_close && !ctx.draining.get();
+    let connection = match (keep, head.http10) {
+        (false, _) => ConnectionField::Close,
+        (true, true) => ConnectionField::KeepAlive,
+        (true, false) => ConnectionField::None,
+    };
+    write_response_head(
+        &mut c.out,
+        c.bbuf.filled(),
+        &resp,
+        &c.resp_fields,
+        client_framing,
+        connection,
+    );
+    c.bbuf.consume(resp.head_len);
+    match src {
+        Some(src) => {
+            let t = Timeouts {
+                read: bt.body,
+                write: f.timeouts.body,
+            };
+            copy_body(
+                &mut b,
+                &mut c.bbuf,
+                &mut c.stream,
+                &mut c.out,
+                src,
+                encode,
+                &t,
+                None,
+            )
+            .await
+            .map_err(|e| match e {
+                BodyError::DstIo(k) => ProxyError::ClientIo(k),
+                _ => ProxyError::Aborted("backend failed mid-body"),
+            })?;
+        }
+        None => flush(&mut c.stream, &mut c.out, f.timeouts.body)
+            .await
+            .map_err(|e| ProxyError::ClientIo(e.kind()))?,
+    }
+
+    // Reuse only a connection whose response ended exactly where its framing said (no stray bytes).
+    if resp.keep_alive && c.bbuf.is_empty() {
+        backend.pool.borrow_mut().checkin(server, b, Instant::now());
+    } else {
+        c.bbuf.clear();
+    }
+    Ok(keep)
+}

@@ -1,0 +1,290 @@
+//! Runs the corelb binary as a subprocess on port 0 and finds the addresses it bound.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long corelb may take to print `ready` (a debug build on a loaded 2-core CI machine).
+const STARTUP_DEADLINE: Duration = Duration::from_secs(10);
+/// Most stderr bytes kept for assertions and failure messages.
+const MAX_LOG: usize = 4 << 20;
+
+static CONFIG_SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// A test configuration: one frontend "fe" on 127.0.0.1:0 and one backend "be".
+#[derive(Clone)]
+pub struct Cfg {
+    pub servers: Vec<(String, SocketAddr)>,
+    pub grace: String,
+    /// Extra `key = value` lines for [[frontend]] (e.g. `maxconn = 2`, `trusted_proxies = [...]`).
+    pub frontend: Vec<String>,
+    /// Lines for [frontend.limits], [frontend.timeouts], [backend.timeouts], [backend.pool].
+    pub limits: Vec<String>,
+    pub client_timeouts: Vec<String>,
+    pub backend_timeouts: Vec<String>,
+    pub pool: Vec<String>,
+}
+
+impl Cfg {
+    pub fn new(servers: &[(&str, SocketAddr)]) -> Cfg {
+        Cfg {
+            servers: servers.iter().map(|(n, a)| (n.to_string(), *a)).collect(),
+            grace: "2s".into(),
+            frontend: vec![],
+            limits: vec![],
+            client_timeouts: vec![],
+            backend_timeouts: vec![],
+            pool: vec![],
+        }
+    }
+    pub fn frontend(mut self, line: &str) -> Cfg {
+        self.frontend.push(line.into());
+        self
+    }
+    pub fn limit(mut self, line: &str) -> Cfg {
+        self.limits.push(line.into());
+        self
+    }
+    pub fn client_timeout(mut self, line: &str) -> Cfg {
+        self.client_timeouts.push(line.into());
+        self
+    }
+    pub fn backend_timeout(mut self, line: &str) -> Cfg {
+        self.backend_timeouts.push(line.into());
+        self
+    }
+    pub fn pool(mut self, line: &str) -> Cfg {
+        self.pool.push(line.into());
+        self
+    }
+    pub fn grace(mut self, g: &str) -> Cfg {
+        self.grace = g.into();
+        self
+    }
+
+    pub fn to_toml(&self) -> String {
+        let mut s = format!("[global]\ngrace = \"{}\"\n\n", self.grace);
+        s += "[[frontend]]\nname = \"fe\"\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"be\"\n";
+        for l in &self.frontend {
+            s += &format!("{l}\n");
+        }
+        for (table, lines) in [
+            ("frontend.limits", &self.limits),
+            ("frontend.timeouts", &self.client_timeouts),
+        ] {
+            if !lines.is_empty() {
+                s += &format!("[{table}]\n");
+                for l in lines {
+                    s += &format!("{l}\n");
+                }
+            }
+        }
+        s += "\n[[backend]]\nname = \"be\"\n";
+        for (table, lines) in [
+            ("backend.timeouts", &self.backend_timeouts),
+            ("backend.pool", &self.pool),
+        ] {
+            if !lines.is_empty() {
+                s += &format!("[{table}]\n");
+                for l in lines {
+                    s += &format!("{l}\n");
+                }
+            }
+        }
+        for (name, addr) in &self.servers {
+            s += &format!("[[backend.server]]\nname = \"{name}\"\naddress = \"{addr}\"\n");
+        }
+        s
+    }
+}
+
+pub struct Corelb {
+    child: Child,
+    pub pid: u32,
+    /// The address of frontend "fe" (the first bind).
+    pub addr: SocketAddr,
+    pub binds: Vec<(String, SocketAddr)>,
+    log: Arc<Mutex<String>>,
+    config_path: PathBuf,
+    reaped: Option<ExitStatus>,
+}
+
+impl Corelb {
+    /// Start corelb with `cfg` and `workers` workers; panics (with its stderr) if it is not ready
+    /// within STARTUP_DEADLINE.
+    pub fn start(cfg: &Cfg, workers: usize) -> Corelb {
+        Self::start_toml(&cfg.to_toml(), workers)
+    }
+
+    pub fn start_toml(toml: &str, workers: usize) -> Corelb {
+        let seq = CONFIG_SEQ.fetch_add(1, Ordering::SeqCst);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let config_path = std::env::temp_dir().join(format!(
+            "corelb-e2e-{}-{seq}-{nanos}.toml",
+            std::process::id()
+        ));
+        std::fs::write(&config_path, toml).expect("write config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_corelb"))
+            .arg("run")
+            .arg("-c")
+            .arg(&config_path)
+            .arg("--workers")
+            .arg(workers.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn corelb");
+        let pid = child.id();
+        let stderr = child.stderr.take().expect("stderr piped");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel::<String>();
+        let log2 = log.clone();
+        thread::spawn(move || {
+            let mut r = BufReader::new(stderr);
+            let mut line = String::new();
+            // Ends at EOF, i.e. when corelb exits.
+            loop {
+                line.clear();
+                match r.read_line(&mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        {
+                            let mut l = log2.lock().unwrap();
+                            if l.len() < MAX_LOG {
+                                l.push_str(&line);
+                            }
+                        }
+                        let _ = tx.send(line.clone());
+                    }
+                }
+            }
+        });
+        let mut me = Corelb {
+            child,
+            pid,
+            addr: "0.0.0.0:0".parse().unwrap(),
+            binds: vec![],
+            log,
+            config_path,
+            reaped: None,
+        };
+        let deadline = Instant::now() + STARTUP_DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    let line = line.trim_end();
+                    if let Some(rest) = line.strip_prefix("corelb: listening ") {
+                        let mut fe = None;
+                        let mut addr = None;
+                        for kv in rest.split_whitespace() {
+                            if let Some(v) = kv.strip_prefix("frontend=") {
+                                fe = Some(v.to_string());
+                            } else if let Some(v) = kv.strip_prefix("addr=") {
+                                addr = v.parse::<SocketAddr>().ok();
+                            }
+                        }
+                        match (fe, addr) {
+                            (Some(f), Some(a)) => me.binds.push((f, a)),
+                            _ => panic!("unparsable listening line {line:?}"),
+                        }
+                    } else if line.starts_with("corelb: ready") {
+                        break;
+                    }
+                }
+                Err(_) => panic!(
+                    "corelb not ready within {STARTUP_DEADLINE:?} (exit: {:?}); config:\n{toml}\nstderr:\n{}",
+                    me.child.try_wait().ok().flatten(),
+                    me.logs()
+                ),
+            }
+        }
+        me.addr = me
+            .binds
+            .iter()
+            .find(|(f, _)| f == "fe")
+            .map(|(_, a)| *a)
+            .unwrap_or_else(|| panic!("no listening line for frontend fe; stderr:\n{}", me.logs()));
+        assert_ne!(me.addr.port(), 0, "corelb reported port 0");
+        me
+    }
+
+    /// Everything corelb wrote to stderr so far.
+    pub fn logs(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn sigterm(&self) {
+        // SAFETY: plain kill(2) on the pid of our own child, which has not been reaped yet
+        // (we only reap in wait_exit / drop), so the pid cannot have been recycled.
+        let r = unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(r, 0, "kill(SIGTERM) failed");
+    }
+
+    /// Wait up to `deadline` for the process to exit; None if it is still running.
+    pub fn wait_exit(&mut self, deadline: Duration) -> Option<ExitStatus> {
+        if self.reaped.is_some() {
+            return self.reaped;
+        }
+        let end = Instant::now() + deadline;
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                self.reaped = Some(st);
+                return Some(st);
+            }
+            if Instant::now() >= end {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        if self.reaped.is_some() {
+            return false;
+        }
+        match self.child.try_wait() {
+            Ok(Some(st)) => {
+                self.reaped = Some(st);
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// Peak resident set size (VmHWM) in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
+            .expect("read /proc/PID/status");
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in /proc/PID/status")
+    }
+}
+
+impl Drop for Corelb {
+    fn drop(&mut self) {
+        if self.reaped.is_none() {
+            if let Ok(None) = self.child.try_wait() {
+                // SAFETY: our own, not yet reaped child.
+                unsafe {
+                    libc::kill(self.pid as libc::pid_t, libc::SIGKILL);
+                }
+            }
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_file(&self.config_path);
+    }
+}
