@@ -5,6 +5,7 @@
 //! `http`) depend on nothing above them; per-core state lives in `worker`.
 
 pub mod balance;
+pub mod buf;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -24,6 +24,10 @@ pub const MAX_RESPONSE_HEADERS: usize = 128;
 /// Most 1xx interim responses relayed before the final one; a backend sending more is broken.
 pub const MAX_INTERIM_RESPONSES: usize = 8;
 
+/// Spare exchange buffer sets (~90 KiB each) a worker keeps for reuse; more concurrent exchanges than
+/// this allocate on demand and free afterwards. Bounds idle memory per worker to ~23 MiB.
+pub const MAX_SPARE_EXCHANGES: usize = 256;
+
 /// Size of the buffer used to move body bytes in each direction. Bodies stream through it: memory per
 /// connection is constant whatever the body size (a 1 GiB upload uses this much, not 1 GiB).
 pub const BODY_BUF: usize = 32 * 1024;

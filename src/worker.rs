@@ -8,6 +8,7 @@ use std::sync::Arc;
 use glommio::sync::Semaphore;
 
 use crate::balance::RoundRobin;
+use crate::buf::ExchangePool;
 use crate::config::{Backend, Config};
 use crate::http::date::DateCache;
 use crate::log::RateLimited;
@@ -33,6 +34,7 @@ pub struct WorkerCtx {
     pub stop: Rc<Semaphore>,
     pub date: DateCache,
     pub errors: RateLimited,
+    pub exchanges: ExchangePool,
 }
 
 impl WorkerCtx {
@@ -68,6 +70,7 @@ impl WorkerCtx {
             stop: Rc::new(Semaphore::new(0)),
             date: DateCache::default(),
             errors: RateLimited::default(),
+            exchanges: ExchangePool::default(),
         }
     }
 

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use glommio::net::TcpStream;
 
+use crate::buf::{flush, write_all, Buf};
 use crate::http::chunked::{ChunkError, ChunkedDecoder};
 use crate::http::write::put_chunk_header;
-use crate::proxy::buf::{flush, write_all, Buf};
 
 /// How the source delimits the body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use glommio::net::TcpStream;
 
+use crate::buf::{flush, write_all, Exchange};
 use crate::config::{Frontend, HostMatch};
 use crate::error::{ProxyError, CONTINUE_100};
 use crate::http::request::{BodyFraming, Method, RequestHead};
@@ -16,7 +17,6 @@ use crate::http::write::{
 use crate::limits::{MAX_CONNECT_TRIES, MAX_INTERIM_RESPONSES};
 use crate::pool::looks_alive;
 use crate::proxy::body::{copy_body, BodyError, Encode, SrcFraming, Timeouts};
-use crate::proxy::buf::{flush, write_all};
 use crate::proxy::tunnel::tunnel;
 use crate::proxy::ClientConn;
 use crate::worker::BackendCtx;
@@ -73,10 +73,11 @@ struct HeadFailure {
     before_any_byte: bool,
 }
 
-/// Reads the final response head into `c.bbuf`, relaying 1xx interim responses to HTTP/1.1 clients
+/// Reads the final response head into `x.bbuf`, relaying 1xx interim responses to HTTP/1.1 clients
 /// (RFC 9110 §15.2). 101 is returned like a final response.
 async fn read_response_head(
     c: &mut ClientConn,
+    x: &mut Exchange,
     b: &mut TcpStream,
     head: &RequestHead,
     f: &Frontend,
@@ -85,17 +86,18 @@ async fn read_response_head(
     let t = &backend.cfg.timeouts;
     let mut interim = 0usize;
     let mut any_byte = false;
-    let deadline = Instant::now() + t.response;
+    // The response timeout bounds the whole head; the clock is read only if it arrives in pieces.
+    let mut deadline: Option<Instant> = None;
     let fail = |error, any: bool| HeadFailure {
         error,
         before_any_byte: !any,
     };
     loop {
-        if !c.bbuf.is_empty() {
+        if !x.bbuf.is_empty() {
             let parsed = parse_response_head_into(
-                c.bbuf.filled(),
+                x.bbuf.filled(),
                 head.method == Method::Head,
-                &mut c.resp_fields,
+                &mut x.resp_fields,
             )
             .map_err(|e| fail(e, true))?;
             if let Some(resp) = parsed {
@@ -110,28 +112,36 @@ async fn read_response_head(
                     ));
                 }
                 if !head.http10 {
-                    c.out.clear();
+                    x.out.clear();
                     write_response_head(
-                        &mut c.out,
-                        c.bbuf.filled(),
+                        &mut x.out,
+                        x.bbuf.filled(),
                         &resp,
-                        &c.resp_fields,
+                        &x.resp_fields,
                         ClientFraming::None,
                         ConnectionField::None,
                     );
-                    flush(&mut c.stream, &mut c.out, f.timeouts.body)
+                    flush(&mut c.stream, &mut x.out, f.timeouts.body)
                         .await
                         .map_err(|e| fail(ProxyError::ClientIo(e.kind()), true))?;
                 }
-                c.bbuf.consume(resp.head_len);
+                x.bbuf.consume(resp.head_len);
                 continue;
             }
         }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(fail(ProxyError::GatewayTimeout, any_byte));
-        }
-        match c.bbuf.read_from(b, left).await {
+        let left = if x.bbuf.is_empty() && !any_byte {
+            t.response
+        } else {
+            let now = Instant::now();
+            let left = deadline
+                .get_or_insert(now + t.response)
+                .saturating_duration_since(now);
+            if left.is_zero() {
+                return Err(fail(ProxyError::GatewayTimeout, any_byte));
+            }
+            left
+        };
+        match x.bbuf.read_from(b, left).await {
             Ok(0) => {
                 return Err(fail(
                     ProxyError::BadGateway("backend closed before a complete response head"),
@@ -155,6 +165,7 @@ async fn read_response_head(
 /// Forwards one request and its response. Ok(true): keep the client connection open.
 pub(super) async fn forward(
     c: &mut ClientConn,
+    x: &mut Exchange,
     f: &Frontend,
     head: RequestHead,
 ) -> Result<bool, ProxyError> {
@@ -169,14 +180,14 @@ pub(super) async fn forward(
     let expect = head.expect_continue && head.framing != BodyFraming::None;
 
     // The head is serialized once; it is sent again as is if the request is retried.
-    c.out.clear();
+    x.out.clear();
     let fwd = Forwarding {
         client_ip: &c.ip_text[..c.ip_len],
         trusted: c.trusted,
         // Like nginx's default `Host: $proxy_host`: the backend's name.
         default_host: backend.cfg.name.as_bytes(),
     };
-    write_request_head(&mut c.out, c.cbuf.filled(), &head, &c.req_fields, &fwd);
+    write_request_head(&mut x.out, c.cbuf.filled(), &head, &c.req_fields, &fwd);
     c.cbuf.consume(head.head_len);
 
     // A body already fully received goes out in the same write as the head (the common small POST: one
@@ -186,10 +197,10 @@ pub(super) async fn forward(
         BodyFraming::Length(n)
             if !expect
                 && c.cbuf.len() as u64 >= n
-                && c.out.len() as u64 + n <= c.out.capacity() as u64 =>
+                && x.out.len() as u64 + n <= x.out.capacity() as u64 =>
         {
             let n = n as usize;
-            c.out.extend_from_slice(&c.cbuf.filled()[..n]);
+            x.out.extend_from_slice(&c.cbuf.filled()[..n]);
             c.cbuf.consume(n);
             true
         }
@@ -234,7 +245,7 @@ pub(super) async fn forward(
             continue;
         }
         if body_with_head {
-            if write_all(&mut b, &c.out, bt.body).await.is_err() {
+            if write_all(&mut b, &x.out, bt.body).await.is_err() {
                 if reused && retryable && !stale_retry_used {
                     stale_retry_used = true;
                     fresh_only = true;
@@ -262,7 +273,7 @@ pub(super) async fn forward(
                 &mut c.stream,
                 &mut c.cbuf,
                 &mut b,
-                &mut c.out,
+                &mut x.out,
                 framing,
                 encode,
                 &t,
@@ -277,8 +288,8 @@ pub(super) async fn forward(
                 BodyError::DstIo(_) => ProxyError::BadGateway("could not send the request body"),
             })?;
         }
-        c.bbuf.clear();
-        match read_response_head(c, &mut b, &head, f, backend).await {
+        x.bbuf.clear();
+        match read_response_head(c, x, &mut b, &head, f, backend).await {
             Ok(resp) => break (b, resp),
             Err(HeadFailure {
                 before_any_byte: true,
@@ -300,29 +311,29 @@ pub(super) async fn forward(
             }
         }
     };
-    c.out.clear();
+    x.out.clear();
 
     if resp.status == 101 {
         if head.upgrade.is_none() {
             return Err(ProxyError::BadGateway("101 without an upgrade request"));
         }
         write_response_head(
-            &mut c.out,
-            c.bbuf.filled(),
+            &mut x.out,
+            x.bbuf.filled(),
             &resp,
-            &c.resp_fields,
+            &x.resp_fields,
             ClientFraming::None,
             ConnectionField::Upgrade,
         );
-        c.bbuf.consume(resp.head_len);
-        flush(&mut c.stream, &mut c.out, f.timeouts.body)
+        x.bbuf.consume(resp.head_len);
+        flush(&mut c.stream, &mut x.out, f.timeouts.body)
             .await
             .map_err(|e| ProxyError::ClientIo(e.kind()))?;
         let _ = tunnel(
             &mut c.stream,
             &mut c.cbuf,
             &mut b,
-            &mut c.bbuf,
+            &mut x.bbuf,
             f.timeouts.keepalive,
         )
         .await;
@@ -382,14 +393,14 @@ pub(super) async fn forward(
         (true, false) => ConnectionField::None,
     };
     write_response_head(
-        &mut c.out,
-        c.bbuf.filled(),
+        &mut x.out,
+        x.bbuf.filled(),
         &resp,
-        &c.resp_fields,
+        &x.resp_fields,
         client_framing,
         connection,
     );
-    c.bbuf.consume(resp.head_len);
+    x.bbuf.consume(resp.head_len);
     match src {
         Some(src) => {
             let t = Timeouts {
@@ -398,9 +409,9 @@ pub(super) async fn forward(
             };
             copy_body(
                 &mut b,
-                &mut c.bbuf,
+                &mut x.bbuf,
                 &mut c.stream,
-                &mut c.out,
+                &mut x.out,
                 src,
                 encode,
                 &t,
@@ -412,16 +423,16 @@ pub(super) async fn forward(
                 _ => ProxyError::Aborted("backend failed mid-body"),
             })?;
         }
-        None => flush(&mut c.stream, &mut c.out, f.timeouts.body)
+        None => flush(&mut c.stream, &mut x.out, f.timeouts.body)
             .await
             .map_err(|e| ProxyError::ClientIo(e.kind()))?,
     }
 
     // Reuse only a connection whose response ended exactly where its framing said (no stray bytes).
-    if resp.keep_alive && c.bbuf.is_empty() {
+    if resp.keep_alive && x.bbuf.is_empty() {
         backend.pool.borrow_mut().checkin(server, b, Instant::now());
     } else {
-        c.bbuf.clear();
+        x.bbuf.clear();
     }
     Ok(keep)
 }

@@ -3,7 +3,6 @@
 //! requests are answered in order (RFC 9112 §9.3).
 
 mod body;
-mod buf;
 mod forward;
 mod tunnel;
 
@@ -14,19 +13,18 @@ use std::time::{Duration, Instant};
 
 use glommio::net::TcpStream;
 
+use crate::buf::Buf;
 use crate::config::Frontend;
 use crate::error::ProxyError;
 use crate::http::request::{parse_request_head_into, RequestHead};
 use crate::http::HeaderField;
-use crate::limits::{BODY_BUF, LINGER_DRAIN_BYTES, MAX_RESPONSE_HEADERS};
+use crate::limits::{BODY_BUF, LINGER_DRAIN_BYTES};
 use crate::worker::{InFlight, WorkerCtx};
-
-pub use buf::Buf;
 
 /// Longest IP address text (IPv6 full form).
 const IP_TEXT_MAX: usize = 45;
-/// Room for fields corelb adds to a request head (X-Forwarded-*, framing, Host) beyond what it removes.
-const ADDED_HEAD_BYTES: usize = 1024;
+/// Room for the longest canned answer with its Date header.
+const CANNED_MAX: usize = 512;
 /// How long a closing connection lingers to drain the client's unread bytes after an error answer.
 const LINGER_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -37,14 +35,12 @@ pub(crate) struct ClientConn {
     ip_text: [u8; IP_TEXT_MAX],
     ip_len: usize,
     trusted: bool,
-    /// Bytes from the client: request heads and request bodies.
+    /// Bytes from the client: request heads and request bodies. The buffers for the backend side are
+    /// borrowed from the worker per exchange (`crate::buf::Exchange`).
     cbuf: Buf,
-    /// Bytes from the backend: response heads and bodies.
-    bbuf: Buf,
-    /// Bytes being written: a serialized head, then body bytes (bounded by its initial capacity).
-    out: Vec<u8>,
     req_fields: Vec<HeaderField>,
-    resp_fields: Vec<HeaderField>,
+    /// The largest request head this frontend accepts (sizes the exchange buffers).
+    head_max: usize,
 }
 
 /// Serves one accepted client connection until it closes. Never panics on input; errors end the
@@ -77,14 +73,8 @@ pub async fn serve(ctx: Rc<WorkerCtx>, fe: usize, stream: TcpStream) {
         ip_text,
         ip_len,
         cbuf: Buf::new(head_max.max(BODY_BUF)),
-        bbuf: Buf::new(BODY_BUF.max(crate::limits::MAX_RESPONSE_HEAD)),
-        // A head (request or response) plus one body buffer's worth, so small bodies leave in the same
-        // write as their head.
-        out: Vec::with_capacity(
-            head_max.max(crate::limits::MAX_RESPONSE_HEAD) + ADDED_HEAD_BYTES + BODY_BUF,
-        ),
         req_fields: Vec::with_capacity(f.limits.max_headers.get()),
-        resp_fields: Vec::with_capacity(MAX_RESPONSE_HEADERS),
+        head_max,
     };
     loop {
         match conn.one_request(f).await {
@@ -113,20 +103,27 @@ impl ClientConn {
         };
         let ctx = self.ctx.clone();
         let _in_flight = InFlight::new(&ctx.in_flight);
-        forward::forward(self, f, head).await
+        let mut x = ctx.exchanges.take(self.head_max);
+        let r = forward::forward(self, &mut x, f, head).await;
+        ctx.exchanges.give_back(x);
+        r
     }
 
     /// Waits for a complete request head. Ok(None): the client closed or stayed idle past keep-alive.
     async fn read_head(&mut self, f: &Frontend) -> Result<Option<RequestHead>, ProxyError> {
         let t = &f.timeouts;
-        let start = Instant::now();
-        let idle_deadline = start + t.keepalive;
         // The header timeout starts with the first byte of the request (HAProxy's `timeout http-request`);
-        // before that, the keep-alive idle timeout applies.
-        let mut header_deadline = (!self.cbuf.is_empty()).then(|| start + t.header);
+        // before that, the keep-alive idle timeout applies. The clock is read only once a head arrives
+        // in pieces: the common whole-head-in-one-read path costs no clock read.
+        let mut header_deadline: Option<Instant> = None;
         // Bounded: each iteration reads at least one byte or returns; the buffer is finite.
         loop {
-            if !self.cbuf.is_empty() {
+            let timeout = if self.cbuf.is_empty() {
+                if self.ctx.draining.get() {
+                    return Ok(None);
+                }
+                t.keepalive
+            } else {
                 if let Some(h) =
                     parse_request_head_into(self.cbuf.filled(), &f.limits, &mut self.req_fields)?
                 {
@@ -135,27 +132,23 @@ impl ClientConn {
                 if self.cbuf.is_full() {
                     return Err(ProxyError::HeadersTooLarge);
                 }
-                header_deadline.get_or_insert_with(|| Instant::now() + t.header);
-            }
-            if self.ctx.draining.get() && self.cbuf.is_empty() {
-                return Ok(None);
-            }
-            let deadline = header_deadline.unwrap_or(idle_deadline);
-            let left = deadline.saturating_duration_since(Instant::now());
-            let res = if left.is_zero() {
-                Err(std::io::ErrorKind::TimedOut.into())
-            } else {
-                self.cbuf.read_from(&mut self.stream, left).await
+                let now = Instant::now();
+                let deadline = *header_deadline.get_or_insert(now + t.header);
+                let left = deadline.saturating_duration_since(now);
+                if left.is_zero() {
+                    return Err(ProxyError::RequestTimeout);
+                }
+                left
             };
-            match res {
+            match self.cbuf.read_from(&mut self.stream, timeout).await {
                 Ok(0) if self.cbuf.is_empty() => return Ok(None),
                 Ok(0) => return Err(ProxyError::ClientIo(std::io::ErrorKind::UnexpectedEof)),
                 Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                    return if header_deadline.is_some() {
-                        Err(ProxyError::RequestTimeout)
-                    } else {
+                    return if self.cbuf.is_empty() {
                         Ok(None)
+                    } else {
+                        Err(ProxyError::RequestTimeout)
                     };
                 }
                 Err(e) => return Err(ProxyError::ClientIo(e.kind())),
@@ -180,21 +173,23 @@ impl ClientConn {
         }
         let Some(canned) = e.canned() else { return };
         let date = self.ctx.date.get();
-        self.out.clear();
-        self.out.extend_from_slice(canned.status_line);
-        self.out.extend_from_slice(b"date: ");
-        self.out.extend_from_slice(&date);
-        self.out.extend_from_slice(b"\r\n");
-        self.out.extend_from_slice(canned.rest);
-        let f = &self.ctx.cfg.frontends[self.fe];
-        let body_timeout = f.timeouts.body;
-        if buf::write_all(&mut self.stream, &self.out, body_timeout)
+        // Canned answers are ~200 bytes: assembled on the stack, no buffer borrowed on the error path.
+        let mut msg = [0u8; CANNED_MAX];
+        let mut len = 0;
+        for part in [canned.status_line, b"date: ", &date, b"\r\n", canned.rest] {
+            let Some(dst) = msg.get_mut(len..len + part.len()) else {
+                return;
+            };
+            dst.copy_from_slice(part);
+            len += part.len();
+        }
+        let body_timeout = self.ctx.cfg.frontends[self.fe].timeouts.body;
+        if crate::buf::write_all(&mut self.stream, &msg[..len], body_timeout)
             .await
             .is_err()
         {
             return;
         }
-        self.out.clear();
         self.linger().await;
     }
 

@@ -12,7 +12,7 @@ use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 use glommio::timer::Timer;
 
-use crate::proxy::buf::Buf;
+use crate::buf::Buf;
 
 /// Reads or writes one direction may do per poll before yielding, so a busy tunnel cannot starve the
 /// other tasks of its core.

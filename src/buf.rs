@@ -1,11 +1,18 @@
-//! A fixed-capacity read buffer with a consumed prefix. Never grows: its size is the connection's
-//! memory bound for that direction.
+//! I/O buffers. A fixed-capacity read buffer with a consumed prefix (never grows: its size is the
+//! connection's memory bound for that direction), and the per-exchange buffers that a connection borrows
+//! from its worker only while a request is in flight, so an idle keep-alive connection holds one buffer,
+//! not three (HAProxy likewise allocates buffers only when a stream needs them).
 
 use std::io;
 use std::time::Duration;
 
+use std::cell::RefCell;
+
 use futures_lite::AsyncReadExt;
 use glommio::net::TcpStream;
+
+use crate::http::HeaderField;
+use crate::limits::{BODY_BUF, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS, MAX_SPARE_EXCHANGES};
 
 pub struct Buf {
     data: Box<[u8]>,
@@ -109,4 +116,60 @@ pub async fn flush(stream: &mut TcpStream, out: &mut Vec<u8>, timeout: Duration)
         out.clear();
     }
     Ok(())
+}
+
+/// What one request/response exchange needs beyond the client's read buffer.
+pub struct Exchange {
+    /// Bytes from the backend: response heads and bodies.
+    pub bbuf: Buf,
+    /// Bytes being written: a serialized head, then body bytes (bounded by its initial capacity).
+    pub out: Vec<u8>,
+    pub resp_fields: Vec<HeaderField>,
+}
+
+impl Exchange {
+    /// `head_max`: the largest request head the frontend accepts.
+    fn new(head_max: usize) -> Exchange {
+        Exchange {
+            bbuf: Buf::new(BODY_BUF.max(MAX_RESPONSE_HEAD)),
+            // A head (request or response) plus one body buffer's worth, so small bodies leave in the
+            // same write as their head.
+            out: Vec::with_capacity(head_max.max(MAX_RESPONSE_HEAD) + ADDED_HEAD_BYTES + BODY_BUF),
+            resp_fields: Vec::with_capacity(MAX_RESPONSE_HEADERS),
+        }
+    }
+}
+
+/// Room for fields corelb adds to a request head (X-Forwarded-*, framing, Host) beyond what it removes.
+pub const ADDED_HEAD_BYTES: usize = 1024;
+
+/// A worker's spare exchanges: reused LIFO, at most `MAX_SPARE_EXCHANGES` kept.
+#[derive(Default)]
+pub struct ExchangePool {
+    spare: RefCell<Vec<Exchange>>,
+}
+
+impl ExchangePool {
+    pub fn take(&self, head_max: usize) -> Exchange {
+        let reused = self.spare.borrow_mut().pop();
+        match reused {
+            Some(x)
+                if x.out.capacity()
+                    >= head_max.max(MAX_RESPONSE_HEAD) + ADDED_HEAD_BYTES + BODY_BUF =>
+            {
+                x
+            }
+            _ => Exchange::new(head_max),
+        }
+    }
+
+    pub fn give_back(&self, mut x: Exchange) {
+        let mut spare = self.spare.borrow_mut();
+        if spare.len() < MAX_SPARE_EXCHANGES {
+            x.bbuf.clear();
+            x.out.clear();
+            x.resp_fields.clear();
+            spare.push(x);
+        }
+    }
 }
