@@ -59,7 +59,7 @@ run_step() { # name cmd...
 
 run_step fmt cargo fmt --all -- --check
 run_step clippy cargo clippy --all-targets -- -D warnings
-run_step test cargo test --workspace
+run_step test cargo test --workspace --no-fail-fast
 if command -v shellcheck > /dev/null 2>&1; then
     run_step shellcheck shellcheck benches/compare.sh scripts/bench.sh scripts/test.sh .ci/run
 else

@@ -190,6 +190,7 @@ fn one_gib_uploads_stream_in_constant_memory() {
         let took = upload_gib(&lb, chunked);
         eprintln!("1 GiB upload chunked={chunked}: {took:?}");
         let rss = lb.peak_rss_kib();
+        eprintln!("corelb peak RSS: {rss} KiB");
         assert!(
             rss < RSS_LIMIT_KIB,
             "corelb peak RSS {rss} KiB after a 1 GiB upload (limit {RSS_LIMIT_KIB} KiB)"
@@ -228,6 +229,7 @@ fn one_gib_downloads_stream_in_constant_memory() {
             assert_eq!(r.framing, Framing::Length(GIB));
         }
         let rss = lb.peak_rss_kib();
+        eprintln!("corelb peak RSS: {rss} KiB");
         assert!(
             rss < RSS_LIMIT_KIB,
             "corelb peak RSS {rss} KiB after a 1 GiB download (limit {RSS_LIMIT_KIB} KiB)"
@@ -245,6 +247,7 @@ fn a_client_that_does_not_read_does_not_make_corelb_buffer_the_response() {
     // Let the backend push as hard as it can while the client reads nothing.
     std::thread::sleep(Duration::from_secs(2));
     let rss = lb.peak_rss_kib();
+    eprintln!("corelb peak RSS: {rss} KiB");
     eprintln!("peak RSS with a stalled reader: {rss} KiB");
     assert!(
         rss < RSS_LIMIT_KIB,
@@ -295,6 +298,7 @@ fn a_backend_that_does_not_read_does_not_make_corelb_buffer_the_request() {
         sent += chunk as u64;
     }
     let rss = lb.peak_rss_kib();
+    eprintln!("corelb peak RSS: {rss} KiB");
     eprintln!(
         "client wrote {} MiB into a backend that does not read; peak RSS {rss} KiB",
         sent >> 20

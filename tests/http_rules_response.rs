@@ -403,3 +403,104 @@ fn http10_backend_response_is_not_reused() {
     let ids: Vec<usize> = b.requests().iter().map(|r| r.conn_id).collect();
     assert_eq!(ids, [1, 2, 3], "an HTTP/1.0 backend connection was reused");
 }
+
+#[test]
+fn hop_by_hop_fields_of_a_response_are_not_relayed() {
+    // RFC 9110 §7.6.1: a proxy removes Connection, the fields it names, Keep-Alive, Upgrade (when
+    // not switching), Proxy-Connection and the backend's own framing from the responses it relays.
+    let b = Backend::fixed(
+        "b",
+        b"HTTP/1.1 200 OK\r\nConnection: X-Hop\r\nX-Hop: secret\r\nKeep-Alive: timeout=99\r\n\
+          Proxy-Connection: keep-alive\r\nUpgrade: h2c\r\nX-End: kept\r\nContent-Length: 2\r\n\r\nok",
+        false,
+    );
+    let lb = behind(&b);
+    let mut c = Client::connect(lb.addr);
+    let r = c.get("/");
+    assert_eq!((r.status, r.body_str().as_str()), (200, "ok"));
+    for h in ["x-hop", "keep-alive", "proxy-connection", "upgrade"] {
+        assert!(
+            !r.has(h),
+            "response hop-by-hop field {h} relayed:\n{}",
+            r.head.raw_str()
+        );
+    }
+    assert!(
+        !r.head.list_contains("connection", "x-hop"),
+        "{}",
+        r.head.raw_str()
+    );
+    assert_eq!(r.header("x-end"), Some("kept"));
+}
+
+#[test]
+fn unsolicited_101_is_not_a_tunnel() {
+    // RFC 9110 §15.2.2: a server must not switch protocols the client did not ask for. Relaying
+    // the bytes after it as a tunnel would let a backend hijack the client connection.
+    let b = Backend::fixed(
+        "b",
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nraw tunnel bytes",
+        false,
+    );
+    let lb = behind(&b);
+    let mut c = Client::connect(lb.addr);
+    c.send(&get_req("/plain"));
+    let r = c.read_response();
+    assert_ne!(
+        r.status,
+        101,
+        "101 relayed for a request without Upgrade:\n{}",
+        r.head.raw_str()
+    );
+    assert_local_error(&r, 502);
+}
+
+#[test]
+fn response_trailers_keep_the_connection_in_sync() {
+    let b = Backend::fixed(
+        "b",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=1\r\nhello\r\nA\r\n, trailers\r\n0\r\nX-T: 1\r\nX-U: 2\r\n\r\n",
+        false,
+    );
+    let lb = behind(&b);
+    let mut c = Client::connect(lb.addr);
+    for i in 0..3 {
+        let r = c.get(&format!("/{i}"));
+        assert_eq!((r.status, r.body_str().as_str()), (200, "hello, trailers"));
+    }
+    assert_eq!(
+        b.conns(),
+        1,
+        "a fully read chunked response should leave the backend connection reusable"
+    );
+}
+
+#[test]
+fn bad_chunked_framing_from_the_backend_never_ends_cleanly() {
+    for bad in [
+        &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nxx\r\n0\r\n\r\n"[..],
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\r\nhello\r\n0\r\n\r\n",
+    ] {
+        let b = Backend::fixed("b", bad, false);
+        let lb = behind(&b);
+        let mut c = Client::connect(lb.addr);
+        c.send(&get_req("/"));
+        match c.try_read_response(false, Duration::from_secs(10)) {
+            // Detected before the head went out: a local 502.
+            Ok(r) if r.status == 502 => assert_local_error(&r, 502),
+            Ok(r) => panic!(
+                "backend sent {:?}; client got a clean response:\n{}{:?}",
+                String::from_utf8_lossy(bad),
+                r.head.raw_str(),
+                r.body_str()
+            ),
+            Err(e) => assert_ne!(
+                e.error.kind(),
+                ErrorKind::TimedOut,
+                "backend sent {:?}; client connection left hanging: {e}",
+                String::from_utf8_lossy(bad)
+            ),
+        }
+    }
+}

@@ -475,3 +475,72 @@ fn many_concurrent_clients_all_get_their_own_responses() {
     assert_eq!(a.reqs() + b.reqs(), CLIENTS * EACH);
     assert!(a.errors().is_empty() && b.errors().is_empty());
 }
+
+#[test]
+fn pipelined_requests_keep_order_when_the_first_server_is_slow() {
+    let slow = Backend::delayed("slow", Duration::from_millis(300));
+    let fast = Backend::echo("fast");
+    let lb = Corelb::start(&Cfg::new(&[("slow", slow.addr), ("fast", fast.addr)]), 1);
+    let mut c = Client::connect(lb.addr);
+    let mut all = Vec::new();
+    for i in 0..4 {
+        all.extend_from_slice(&get_req(&format!("/o{i}")));
+    }
+    c.send(&all);
+    for i in 0..4 {
+        let r = c.read_response();
+        let who = r.header("x-served-by").unwrap().to_string();
+        assert_eq!(
+            r.body_str(),
+            format!("{who} GET /o{i}"),
+            "responses out of order"
+        );
+    }
+}
+
+#[test]
+fn a_hundred_pipelined_requests_in_one_write() {
+    let a = Backend::echo("a");
+    let lb = Corelb::start(&Cfg::new(&[("a", a.addr)]), 1);
+    let mut c = Client::connect(lb.addr);
+    let all: Vec<u8> = (0..100).flat_map(|i| get_req(&format!("/pp{i}"))).collect();
+    c.send(&all);
+    for i in 0..100 {
+        assert_eq!(c.read_response().body_str(), format!("a GET /pp{i}"));
+    }
+}
+
+#[test]
+fn requests_dribbled_byte_by_byte_are_parsed_correctly() {
+    let a = Backend::echo("a");
+    let lb = Corelb::start(&Cfg::new(&[("a", a.addr)]), 1);
+    let mut c = Client::connect(lb.addr);
+    let raw = b"POST /drip HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n\
+                3;e=1\r\nabc\r\n4\r\ndefg\r\n0\r\nX-T: 1\r\n\r\n\
+                GET /after HTTP/1.1\r\nHost: h\r\n\r\n";
+    for b in raw.iter() {
+        c.send(&[*b]);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(c.read_response().body_str(), "abcdefg");
+    assert_eq!(c.read_response().body_str(), "a GET /after");
+}
+
+#[test]
+fn large_but_legal_heads_pass_both_ways() {
+    let big_resp_value = "r".repeat(20 * 1024);
+    let resp = format!("HTTP/1.1 200 OK\r\nX-Big: {big_resp_value}\r\nContent-Length: 2\r\n\r\nok");
+    let b = Backend::fixed("b", resp.as_bytes(), false);
+    let lb = Corelb::start(&Cfg::new(&[("b", b.addr)]), 1);
+    let mut c = Client::connect(lb.addr);
+    // Default limits: 8 KiB request line, 16 KiB of fields.
+    let target = format!("/{}", "t".repeat(7 * 1024));
+    let value = "q".repeat(15 * 1024);
+    c.send(format!("GET {target} HTTP/1.1\r\nHost: h\r\nX-Big: {value}\r\n\r\n").as_bytes());
+    let r = c.read_response();
+    assert_eq!((r.status, r.body_str().as_str()), (200, "ok"));
+    assert_eq!(r.header("x-big"), Some(big_resp_value.as_str()));
+    let req = b.last();
+    assert_eq!(req.target(), target);
+    assert_eq!(req.header("x-big"), Some(value.as_str()));
+}

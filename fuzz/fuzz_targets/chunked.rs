@@ -50,12 +50,19 @@ fn run(input: &[u8], mut next_len: impl FnMut() -> usize) -> Result<Outcome, Chu
             body.extend_from_slice(&rest[d.data.clone()]);
             p += d.consumed;
         }
-        assert!(p == len || dec.is_done(), "piece left unconsumed while not done");
+        assert!(
+            p == len || dec.is_done(),
+            "piece left unconsumed while not done"
+        );
         off += p;
     }
     if dec.is_done() {
         assert_eq!(dec.remaining_in_chunk(), 0);
-        assert_eq!(dec.decode(input).map(|d| d.consumed), Ok(0), "consumed after done");
+        assert_eq!(
+            dec.decode(input).map(|d| d.consumed),
+            Ok(0),
+            "consumed after done"
+        );
     }
     Ok(Outcome {
         body,

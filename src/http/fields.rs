@@ -49,6 +49,8 @@ pub enum HeaderKind {
     XForwardedFor,
     XForwardedProto,
     XForwardedHost,
+    /// RFC 7239 Forwarded: client-claimed, so kept only from trusted proxies.
+    Forwarded,
     /// A field named by the message's own Connection header: hop-by-hop for this message only.
     ConnectionListed,
 }
@@ -69,6 +71,7 @@ pub fn classify(name: &[u8]) -> HeaderKind {
         6 if is(b"expect") => HeaderKind::Expect,
         7 if is(b"upgrade") => HeaderKind::Upgrade,
         7 if is(b"trailer") => HeaderKind::HopByHop,
+        9 if is(b"forwarded") => HeaderKind::Forwarded,
         10 if is(b"connection") => HeaderKind::Connection,
         10 if is(b"keep-alive") => HeaderKind::HopByHop,
         14 if is(b"content-length") => HeaderKind::ContentLength,

@@ -132,7 +132,12 @@ pub fn parse_request_head_into(
             return Ok(None);
         }
         Err(httparse::Error::TooManyHeaders) => return Err(ProxyError::HeadersTooLarge),
-        Err(httparse::Error::Version) => return Err(ProxyError::VersionNotSupported),
+        // httparse reports any bad token after the target as a version error: only a well-formed
+        // `HTTP/x.y` that is not 1.0 or 1.1 deserves 505 (RFC 9110 §15.6.6); anything else is a
+        // malformed request line.
+        Err(httparse::Error::Version) if well_formed_other_version(buf) => {
+            return Err(ProxyError::VersionNotSupported)
+        }
         Err(_) => return Err(ProxyError::BadRequest("malformed request head")),
     };
     let line = line_end.map(|n| n + 1).unwrap_or(head_len);
@@ -327,6 +332,24 @@ pub fn parse_request_head_into(
         upgrade,
         expect_continue,
     }))
+}
+
+/// True when the request line ends in a syntactically valid HTTP-version (RFC 9112 §2.3).
+fn well_formed_other_version(buf: &[u8]) -> bool {
+    let Some(end) = buf.iter().position(|&b| b == b'\n') else {
+        return false;
+    };
+    let line = buf[..end].strip_suffix(b"\r").unwrap_or(&buf[..end]);
+    let Some(sp) = line.iter().rposition(|&b| b == b' ') else {
+        return false;
+    };
+    let v = &line[sp + 1..];
+    line.iter().filter(|&&b| b == b' ').count() == 2
+        && v.len() == 8
+        && v.starts_with(b"HTTP/")
+        && v[5].is_ascii_digit()
+        && v[6] == b'.'
+        && v[7].is_ascii_digit()
 }
 
 fn strip_scheme(target: &[u8]) -> Option<&[u8]> {

@@ -99,6 +99,8 @@ pub fn write_request_head(
                 has_xfh |= fwd.trusted;
                 fwd.trusted
             }
+            // RFC 7239: what an untrusted client says about itself is not forwarded.
+            HeaderKind::Forwarded => fwd.trusted,
             HeaderKind::XForwardedFor => false,
             _ => false,
         };
@@ -201,7 +203,8 @@ pub fn write_response_head(
             | HeaderKind::Expect
             | HeaderKind::XForwardedFor
             | HeaderKind::XForwardedProto
-            | HeaderKind::XForwardedHost => true,
+            | HeaderKind::XForwardedHost
+            | HeaderKind::Forwarded => true,
             HeaderKind::Upgrade => connection == ConnectionField::Upgrade,
             _ => false,
         };
@@ -273,6 +276,22 @@ mod tests {
         assert_eq!(
             out,
             "POST /p HTTP/1.1\r\nHost: a.com\r\nX-Keep: k\r\nx-forwarded-for: 10.1.2.3\r\nx-forwarded-proto: http\r\nx-forwarded-host: a.com\r\ncontent-length: 3\r\n\r\n"
+        );
+        let out = rewrite(
+            b"GET / HTTP/1.1\r\nHost: a\r\nForwarded: for=6.6.6.6\r\n\r\n",
+            false,
+        );
+        assert!(
+            !out.contains("for=6.6.6.6"),
+            "untrusted Forwarded dropped: {out}"
+        );
+        let out = rewrite(
+            b"GET / HTTP/1.1\r\nHost: a\r\nForwarded: for=6.6.6.6\r\n\r\n",
+            true,
+        );
+        assert!(
+            out.contains("Forwarded: for=6.6.6.6\r\n"),
+            "trusted Forwarded kept: {out}"
         );
         let out = rewrite(b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-For: 7.7.7.7\r\n\r\n", true);
         assert!(

@@ -292,19 +292,19 @@ impl Backend {
             name,
             None,
             Arc::new(move |_, w, _| {
-                let p = Pattern::new();
+                let p = Pattern::shared();
                 let r = if chunked {
                     w.stream
                         .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
                         .and_then(|_| {
-                            super::write_chunked_pattern(&mut w.stream, &p, len, 256 * 1024, b"")
+                            super::write_chunked_pattern(&mut w.stream, p, len, 256 * 1024, b"")
                         })
                 } else {
                     w.stream
                         .write_all(
                             format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n").as_bytes(),
                         )
-                        .and_then(|_| super::write_pattern(&mut w.stream, &p, len))
+                        .and_then(|_| super::write_pattern(&mut w.stream, p, len))
                 };
                 match r {
                     Ok(()) => Next::KeepAlive,
@@ -471,7 +471,7 @@ pub fn read_request(w: &mut Wire, conn_id: usize) -> Result<Option<Request>, Str
         Err(e) => return Err(format!("reading head: {e}")),
     };
     let head = Head::parse(&raw)?;
-    let pattern = Pattern::new();
+    let pattern = Pattern::shared();
     let mut body = Vec::new();
     let mut body_len = 0u64;
     let mut is_pattern = true;

@@ -60,6 +60,13 @@ impl Pattern {
         Pattern { buf }
     }
 
+    /// One process-wide instance: building it costs ~1 M iterations in a debug build, too much to
+    /// pay per request in a mock.
+    pub fn shared() -> &'static Pattern {
+        static P: std::sync::OnceLock<Pattern> = std::sync::OnceLock::new();
+        P.get_or_init(Pattern::new)
+    }
+
     /// The `len` (≤ PATTERN_WINDOW) pattern bytes that start at stream offset `offset`.
     pub fn slice(&self, offset: u64, len: usize) -> &[u8] {
         assert!(len <= PATTERN_WINDOW, "pattern window is {PATTERN_WINDOW}");
