@@ -18,8 +18,6 @@ pub struct BackendCtx {
     pub cfg: Backend,
     pub balancer: RefCell<RoundRobin>,
     pub pool: RefCell<Pool>,
-    /// Each server's address as text: the Host sent for requests that came without one.
-    pub host_text: Vec<Box<[u8]>>,
 }
 
 pub struct WorkerCtx {
@@ -53,11 +51,6 @@ impl WorkerCtx {
                         b.pool.max_idle_per_server,
                         b.pool.idle_timeout,
                     )),
-                    host_text: b
-                        .servers
-                        .iter()
-                        .map(|s| s.addr.to_string().into_bytes().into())
-                        .collect(),
                 }
             })
             .collect();

@@ -16,14 +16,21 @@ impl Span {
             .unwrap_or(&[])
     }
 
-    /// The span of `part`, which must be a sub-slice of `base`.
+    /// The span of `part` within `base`. A `part` that does not lie inside `base` gives the empty span:
+    /// httparse hands out a static `""` for an absent reason phrase (`HTTP/1.1 200\r\n`), which is
+    /// legitimately outside the buffer, and the empty span reads back as the same empty slice.
     #[inline]
     pub fn of(base: &[u8], part: &[u8]) -> Span {
         let start = (part.as_ptr() as usize).wrapping_sub(base.as_ptr() as usize);
-        debug_assert!(start + part.len() <= base.len(), "part is not inside base");
-        Span {
-            start: start as u32,
-            end: (start + part.len()) as u32,
+        match start.checked_add(part.len()) {
+            Some(end) if end <= base.len() => Span {
+                start: start as u32,
+                end: end as u32,
+            },
+            _ => {
+                debug_assert!(part.is_empty(), "a non-empty part outside the buffer");
+                Span::default()
+            }
         }
     }
 
@@ -49,7 +56,7 @@ pub enum HeaderKind {
     XForwardedFor,
     XForwardedProto,
     XForwardedHost,
-    /// RFC 7239 Forwarded: client-claimed, so kept only from trusted proxies.
+    /// RFC 7239 Forwarded, and nginx's X-Real-IP: client-claimed, so kept only from trusted proxies.
     Forwarded,
     /// A field named by the message's own Connection header: hop-by-hop for this message only.
     ConnectionListed,
@@ -72,6 +79,7 @@ pub fn classify(name: &[u8]) -> HeaderKind {
         7 if is(b"upgrade") => HeaderKind::Upgrade,
         7 if is(b"trailer") => HeaderKind::HopByHop,
         9 if is(b"forwarded") => HeaderKind::Forwarded,
+        9 if is(b"x-real-ip") => HeaderKind::Forwarded,
         10 if is(b"connection") => HeaderKind::Connection,
         10 if is(b"keep-alive") => HeaderKind::HopByHop,
         14 if is(b"content-length") => HeaderKind::ContentLength,

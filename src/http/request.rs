@@ -88,6 +88,22 @@ pub struct RequestHead {
     pub expect_continue: bool,
 }
 
+/// The size limits that apply to an INCOMPLETE head (414 for the request line, 431 for the fields),
+/// without parsing it: every byte after the request line counts as a header byte, so this must not be
+/// applied to a buffer holding a complete head and body bytes. Returns where the request line ends.
+pub fn check_partial_limits(buf: &[u8], limits: &HttpLimits) -> Result<Option<usize>, ProxyError> {
+    let max_line = limits.max_request_line.get();
+    let line_end = buf.iter().position(|&b| b == b'\n');
+    match line_end {
+        Some(n) if n + 1 > max_line.saturating_add(2) => Err(ProxyError::UriTooLong),
+        None if buf.len() > max_line => Err(ProxyError::UriTooLong),
+        Some(n) if buf.len() - (n + 1) > limits.max_header_bytes.get().saturating_add(2) => {
+            Err(ProxyError::HeadersTooLarge)
+        }
+        _ => Ok(line_end),
+    }
+}
+
 /// Convenience for tests and fuzzing: parses into a fresh field vector.
 pub fn parse_request_head(
     buf: &[u8],
@@ -110,6 +126,7 @@ pub fn parse_request_head_into(
     let max_fields_bytes = limits.max_header_bytes.get();
     // RFC 9112 §2.2: a server SHOULD ignore at least one empty line before the request line. We do not:
     // leading CRLFs are treated as malformed only when not followed by a request; httparse skips them.
+    // The request line limit holds whether or not the head is complete (414).
     let line_end = buf.iter().position(|&b| b == b'\n');
     match line_end {
         Some(n) if n + 1 > max_line.saturating_add(2) => return Err(ProxyError::UriTooLong),
@@ -125,10 +142,8 @@ pub fn parse_request_head_into(
     let head_len = match status {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
-            let line = line_end.map(|n| n + 1).unwrap_or(buf.len());
-            if buf.len().saturating_sub(line) > max_fields_bytes {
-                return Err(ProxyError::HeadersTooLarge);
-            }
+            // Incomplete: everything after the request line is header bytes so far (431).
+            check_partial_limits(buf, limits)?;
             return Ok(None);
         }
         Err(httparse::Error::TooManyHeaders) => return Err(ProxyError::HeadersTooLarge),
@@ -569,6 +584,16 @@ mod tests {
         let mut huge = b"GET / HTTP/1.1\r\nHost: a\r\nX: ".to_vec();
         huge.extend(std::iter::repeat_n(b'v', 17000));
         assert_eq!(status(&huge), 431, "incomplete huge block");
+    }
+
+    #[test]
+    fn body_bytes_after_a_complete_head_are_not_header_bytes() {
+        let mut b = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 20000\r\n\r\n".to_vec();
+        let head_len = b.len();
+        b.extend(std::iter::repeat_n(b'x', 20000));
+        let h = parse(&b).unwrap().unwrap();
+        assert_eq!(h.head_len, head_len);
+        assert_eq!(h.framing, BodyFraming::Length(20000));
     }
 
     #[test]

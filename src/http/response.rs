@@ -198,6 +198,18 @@ mod tests {
     }
 
     #[test]
+    fn reason_phrase_may_be_absent() {
+        for b in [
+            &b"HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok"[..],
+            b"HTTP/1.1 200 \r\nContent-Length: 2\r\n\r\nok",
+        ] {
+            let r = parse(b, false).unwrap().unwrap();
+            assert_eq!(r.status, 200);
+            assert_eq!(r.reason.get(b), b"");
+        }
+    }
+
+    #[test]
     fn bad_responses_are_502() {
         for b in [
             &b"HTTP/1.1 099 Low\r\n\r\n"[..],

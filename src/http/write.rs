@@ -11,7 +11,7 @@ pub struct Forwarding<'a> {
     pub client_ip: &'a [u8],
     /// The peer is a trusted proxy: keep and append to its X-Forwarded-* instead of replacing them.
     pub trusted: bool,
-    /// Host to send when the request had none (HTTP/1.0 without Host): the server's address.
+    /// Host to send when the request had none (HTTP/1.0 without Host): the backend's name.
     pub default_host: &'a [u8],
 }
 

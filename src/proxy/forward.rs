@@ -25,6 +25,8 @@ use crate::worker::BackendCtx;
 /// case-insensitively, RFC 9110 §4.2.3).
 fn route(f: &Frontend, buf: &[u8], head: &RequestHead) -> usize {
     let host = head.host_name.get(buf);
+    // `example.com.` is the same name as `example.com` (RFC 1034 §3.1): route it the same.
+    let host = host.strip_suffix(b".").unwrap_or(host);
     let path = head.path.get(buf);
     for r in &f.routes {
         if let Some(h) = &r.host {
@@ -55,9 +57,17 @@ async fn get_conn(
     fresh_only: bool,
 ) -> io::Result<(TcpStream, bool)> {
     if !fresh_only {
-        let pooled = b.pool.borrow_mut().checkout(server, Instant::now());
-        if let Some(s) = pooled {
-            return Ok((s, true));
+        let now = Instant::now();
+        // Bounded by the pool's size per server.
+        loop {
+            let pooled = b.pool.borrow_mut().checkout(server, now);
+            let Some(s) = pooled else { break };
+            // A pooled connection must be silent: bytes that arrived while it sat idle (a late body, a
+            // second response) would be read as the next client's response, and an EOF means the server
+            // closed it. One non-blocking peek per reuse; HAProxy gets the same from its poller.
+            if looks_alive(&s) {
+                return Ok((s, true));
+            }
         }
     }
     let addr = b.cfg.servers[server].addr;
@@ -163,6 +173,10 @@ async fn read_response_head(
 }
 
 /// Forwards one request and its response. Ok(true): keep the client connection open.
+///
+/// A request is retried (once, on a fresh connection) only when it is idempotent and was sent whole in
+/// one write, and the reused connection failed before any response byte: a non-idempotent request is
+/// never sent twice (RFC 9110 §9.2.2).
 pub(super) async fn forward(
     c: &mut ClientConn,
     x: &mut Exchange,
@@ -184,7 +198,7 @@ pub(super) async fn forward(
     let fwd = Forwarding {
         client_ip: &c.ip_text[..c.ip_len],
         trusted: c.trusted,
-        // Like nginx's default `Host: $proxy_host`: the backend's name.
+        // For HTTP/1.0 requests without Host, like nginx's default `Host: $proxy_host`: the backend's name.
         default_host: backend.cfg.name.as_bytes(),
     };
     write_request_head(&mut x.out, c.cbuf.filled(), &head, &c.req_fields, &fwd);
@@ -239,11 +253,6 @@ pub(super) async fn forward(
                 continue;
             }
         };
-        if reused && !retryable && !looks_alive(&b) {
-            // A request we may not resend: never put it on a connection the server may have closed.
-            fresh_only = true;
-            continue;
-        }
         if body_with_head {
             if write_all(&mut b, &x.out, bt.body).await.is_err() {
                 if reused && retryable && !stale_retry_used {

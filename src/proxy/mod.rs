@@ -16,7 +16,7 @@ use glommio::net::TcpStream;
 use crate::buf::Buf;
 use crate::config::Frontend;
 use crate::error::ProxyError;
-use crate::http::request::{parse_request_head_into, RequestHead};
+use crate::http::request::{check_partial_limits, parse_request_head_into, RequestHead};
 use crate::http::HeaderField;
 use crate::limits::{BODY_BUF, LINGER_DRAIN_BYTES};
 use crate::worker::{InFlight, WorkerCtx};
@@ -116,6 +116,10 @@ impl ClientConn {
         // before that, the keep-alive idle timeout applies. The clock is read only once a head arrives
         // in pieces: the common whole-head-in-one-read path costs no clock read.
         let mut header_deadline: Option<Instant> = None;
+        // How much of the buffer the last parse attempt saw. A head can only complete on a LF, so we
+        // parse again only when new bytes brought one: a client sending a byte at a time costs a parse
+        // per line, not per byte (no quadratic work for slowloris-style clients).
+        let mut parsed_upto: Option<usize> = None;
         // Bounded: each iteration reads at least one byte or returns; the buffer is finite.
         loop {
             let timeout = if self.cbuf.is_empty() {
@@ -124,10 +128,20 @@ impl ClientConn {
                 }
                 t.keepalive
             } else {
-                if let Some(h) =
-                    parse_request_head_into(self.cbuf.filled(), &f.limits, &mut self.req_fields)?
-                {
-                    return Ok(Some(h));
+                let filled = self.cbuf.filled();
+                let new_lf = match parsed_upto {
+                    None => true,
+                    Some(n) => filled.get(n..).is_some_and(|new| new.contains(&b'\n')),
+                };
+                if new_lf {
+                    parsed_upto = Some(filled.len());
+                    if let Some(h) =
+                        parse_request_head_into(filled, &f.limits, &mut self.req_fields)?
+                    {
+                        return Ok(Some(h));
+                    }
+                } else {
+                    check_partial_limits(filled, &f.limits)?;
                 }
                 if self.cbuf.is_full() {
                     return Err(ProxyError::HeadersTooLarge);
