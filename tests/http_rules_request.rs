@@ -1,6 +1,7 @@
 //! The "Requests from clients" rows of /work/shared/docs/http-rules.md: every ambiguous or malformed
 //! request gets its local 4xx/5xx answer with `Connection: close`, corelb closes, and nothing of the
-//! request reaches a backend.
+//! request reaches a backend: a request whose head is faulty never even opens a backend connection,
+//! and one whose (streamed) chunked body turns out faulty reaches it only as a cut-off body.
 
 mod common;
 
@@ -22,11 +23,48 @@ fn setup(limits: &[&str]) -> (Backend, Corelb) {
 }
 
 /// Run every (request, code) case on its own connection, each with target `/case<i>`, and check
-/// that none of those targets reached the backend.
+/// that none of those targets reached the backend. These faults are all visible in the head, so corelb
+/// must answer before it opens any backend connection: a head (or part of one) forwarded before the
+/// check would not show up as a complete request, but it does show up as a connection.
 fn run_cases(a: &Backend, lb: &Corelb, cases: &[(Vec<u8>, u16)]) {
+    let conns_before = a.conns();
+    for (raw, code) in cases {
+        expect_rejected(lb.addr, raw, *code);
+        assert_eq!(
+            a.conns(),
+            conns_before,
+            "request {:?} was rejected with {code} only after corelb connected to the backend",
+            String::from_utf8_lossy(raw)
+        );
+    }
+    assert_no_case_reached_the_backend(a);
+}
+
+/// Like `run_cases`, for faults that sit in a chunked body. corelb streams chunked bodies, so it may
+/// already have sent the head; then the backend must see the body cut off (an EOF inside it), never a
+/// complete request and never malformed framing of corelb's making.
+fn run_body_cases(a: &Backend, lb: &Corelb, cases: &[(Vec<u8>, u16)]) {
     for (raw, code) in cases {
         expect_rejected(lb.addr, raw, *code);
     }
+    assert_no_case_reached_the_backend(a);
+    // Every backend connection opened for these must have been closed mid-body (never kept for
+    // reuse), which the mock records as a read error.
+    assert!(
+        common::wait_for(Duration::from_secs(3), || a.errors().len() == a.conns()),
+        "backend connections: {}, cut-off bodies seen: {:?}",
+        a.conns(),
+        a.errors()
+    );
+    for e in a.errors() {
+        assert!(
+            e.contains("EOF"),
+            "the backend saw something other than a cut-off body: {e}"
+        );
+    }
+}
+
+fn assert_no_case_reached_the_backend(a: &Backend) {
     let leaked: Vec<String> = a
         .requests()
         .iter()
@@ -211,6 +249,25 @@ fn bad_targets_and_methods() {
 }
 
 #[test]
+fn request_line_version_and_target_spaces() {
+    let (a, lb) = setup(&[]);
+    let cases = vec![
+        // RFC 9112 §3: one SP between the parts; a space inside the target is not a longer target.
+        (b"GET /case0 /x HTTP/1.1\r\nHost: h\r\n\r\n".to_vec(), 400),
+        // §2.3: HTTP-name is case-sensitive "HTTP".
+        (b"GET /case1 http/1.1\r\nHost: h\r\n\r\n".to_vec(), 400),
+        (b"GET /case2 HTTP/11\r\nHost: h\r\n\r\n".to_vec(), 400),
+        // A well-formed version corelb does not speak: 505 (RFC 9110 §15.6.6).
+        (b"GET /case3 HTTP/2.0\r\nHost: h\r\n\r\n".to_vec(), 505),
+        (b"GET /case4 HTTP/3.0\r\nHost: h\r\n\r\n".to_vec(), 505),
+    ];
+    run_cases(&a, &lb, &cases);
+    // Sanity: the same corelb serves a correct request line.
+    let mut c = Client::connect(lb.addr);
+    assert_eq!(c.get("/fine").body_str(), "a GET /fine");
+}
+
+#[test]
 fn bad_chunked_request_bodies_are_400() {
     let (a, lb) = setup(&[]);
     let te = "Transfer-Encoding: chunked\r\n";
@@ -239,7 +296,7 @@ fn bad_chunked_request_bodies_are_400() {
         // Bare LF where CRLF is required after the data.
         (post(9, te, "5\r\nhello\n0\r\n\r\n"), 400),
     ];
-    run_cases(&a, &lb, &cases);
+    run_body_cases(&a, &lb, &cases);
 }
 
 #[test]
@@ -261,6 +318,10 @@ fn size_limits_414_431_413() {
         (get(1, &format!("Host: h\r\n{big_field}")), 431),
         (get(2, &format!("Host: h\r\n{many_fields}")), 431),
         (post(3, "Content-Length: 1001\r\n", &"z".repeat(1001)), 413),
+    ];
+    run_cases(&a, &lb, &cases);
+    // A chunked body is streamed: its size is only known as it goes by.
+    let body_cases = vec![
         (
             post(
                 4,
@@ -281,7 +342,7 @@ fn size_limits_414_431_413() {
             413,
         ),
     ];
-    run_cases(&a, &lb, &cases);
+    run_body_cases(&a, &lb, &body_cases);
     // Exactly at the limits is fine.
     let mut c = Client::connect(lb.addr);
     let fields: String = (0..19).map(|i| format!("X-F{i}: v\r\n")).collect();

@@ -64,8 +64,13 @@ async fn get_conn(
             let Some(s) = pooled else { break };
             // A pooled connection must be silent: bytes that arrived while it sat idle (a late body, a
             // second response) would be read as the next client's response, and an EOF means the server
-            // closed it. One non-blocking peek per reuse; HAProxy gets the same from its poller.
-            if looks_alive(&s) {
+            // closed it. The read-readiness poll glommio left armed after the last short read tells us
+            // for free (as HAProxy's poller does); without one, a non-blocking peek does.
+            let silent = match s.readable_since_last_read() {
+                Some(readable) => !readable,
+                None => looks_alive(&s),
+            };
+            if silent {
                 return Ok((s, true));
             }
         }

@@ -236,6 +236,14 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         super::yolo_peek(self.stream.as_raw_fd(), buf)
     }
 
+    /// corelb patch: the state of the read-readiness poll that `poll_read` arms after a short read.
+    /// `Some(true)`: it completed (bytes or EOF arrived); `Some(false)`: armed and not completed as of
+    /// the reactor's last look; `None`: none armed. Lets a connection pool check an idle connection
+    /// without a syscall.
+    pub(crate) fn rx_poll_state(&self) -> Option<bool> {
+        self.source_rx.as_ref().map(|src| src.result().is_some())
+    }
+
     pub(crate) async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
         let source = self.reactor.upgrade().unwrap().recv(
             self.stream.as_raw_fd(),
@@ -405,6 +413,14 @@ impl<S> GlommioStream<S, NonBuffered> {
 }
 
 impl<S: AsRawFd, B: RxBuf> GlommioStream<S, B> {
+    /// corelb patch: see `NonBufferedStream::rx_poll_state`; `Some(true)` too when bytes are buffered.
+    pub(crate) fn rx_poll_state(&self) -> Option<bool> {
+        if !self.rx_buf.is_empty() {
+            return Some(true);
+        }
+        self.stream.rx_poll_state()
+    }
+
     /// Receives data on the socket from the remote address to which it is
     /// connected, without removing that data from the queue.
     ///

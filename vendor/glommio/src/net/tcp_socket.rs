@@ -652,6 +652,13 @@ impl<B: RxBuf> TcpStream<B> {
         self.stream.peek(buf).await.map_err(Into::into)
     }
 
+    /// corelb patch: whether the socket became readable (bytes or EOF) since the last read, as far
+    /// as the read-readiness poll armed after a short read tells, without a syscall. `None` when no
+    /// such poll is armed (then only a `MSG_PEEK` can tell).
+    pub fn readable_since_last_read(&self) -> Option<bool> {
+        self.stream.rx_poll_state()
+    }
+
     /// Returns the socket address of the remote peer of this TCP connection.
     ///
     /// # Examples
