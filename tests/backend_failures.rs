@@ -2,12 +2,43 @@
 
 mod common;
 
-use common::backends::Backend;
-use common::client::{get_req, Client};
+use common::backends::{Backend, Next};
+use common::client::{get_req, Client, ReadError};
 use common::corelb::{Cfg, Corelb};
-use common::{assert_local_error, expect_rejected, refused_addr};
-use std::io::ErrorKind;
+use common::{assert_local_error, expect_rejected, refused_addr, Pattern};
+use std::io::{ErrorKind, Write};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Assert that a relayed Content-Length response was aborted: a well-formed head with `status` and
+/// exactly `Content-Length: declared` reached the client, then at most `max_body` (< declared) body
+/// bytes, then the connection closed (FIN or reset). A timeout, a missing head or a malformed head of
+/// corelb's own making fails.
+fn assert_aborted(e: &ReadError, status: u16, declared: u64, max_body: u64) {
+    assert!(
+        matches!(
+            e.error.kind(),
+            ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+        ),
+        "want the response cut off by a close, got: {e}"
+    );
+    let h = e
+        .head
+        .as_ref()
+        .unwrap_or_else(|| panic!("no (well-formed) response head before the close: {e}"));
+    assert_eq!(h.line.1, status.to_string(), "{}", h.raw_str());
+    assert_eq!(
+        h.header("content-length"),
+        Some(declared.to_string().as_str()),
+        "{}",
+        h.raw_str()
+    );
+    assert!(!h.has("transfer-encoding"), "{}", h.raw_str());
+    assert!(
+        e.body_len <= max_body && e.body_len < declared,
+        "body bytes: {e}"
+    );
+}
 
 #[test]
 fn all_servers_refusing_is_a_quick_503() {
@@ -87,18 +118,62 @@ fn backend_reset_mid_body_closes_client_early() {
             "complete response from a backend reset mid-body:\n{}",
             resp.head.raw_str()
         ),
-        Err(e) => {
-            assert_ne!(
-                e.error.kind(),
-                ErrorKind::TimedOut,
-                "client connection left open: {e}"
-            );
-            assert!(e.body_len < 100_000, "{e}");
-            if let Some(h) = &e.head {
-                assert_eq!(h.line.1, "200", "{}", h.raw_str());
-            }
-        }
+        Err(e) => assert_aborted(&e, 200, 100_000, 1000),
     }
+}
+
+#[test]
+fn backend_stalling_mid_body_is_cut_off_after_the_body_timeout() {
+    // Head, 1000 of 100000 body bytes, then silence for far longer than `backend.timeouts.body`.
+    const HOLD: Duration = Duration::from_secs(8);
+    let s = Backend::start(
+        "s",
+        None,
+        Arc::new(|req, w, _| {
+            if req.target() != "/stall" {
+                return match w
+                    .stream
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                {
+                    Ok(()) => Next::KeepAlive,
+                    Err(_) => Next::Close,
+                };
+            }
+            let mut out = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n".to_vec();
+            out.extend_from_slice(&Pattern::vec(1000));
+            if w.stream.write_all(&out).is_err() {
+                return Next::Close;
+            }
+            std::thread::sleep(HOLD);
+            Next::Close
+        }),
+    );
+    let cfg = Cfg::new(&[("s", s.addr)]).backend_timeout("body = \"500ms\"");
+    let lb = Corelb::start(&cfg, 1);
+    let mut c = Client::connect(lb.addr);
+    let t = Instant::now();
+    c.send(&get_req("/stall"));
+    match c.try_read_response(false, Duration::from_secs(10)) {
+        Ok(r) => panic!(
+            "complete response from a backend that stalled mid-body:\n{}",
+            r.head.raw_str()
+        ),
+        Err(e) => assert_aborted(&e, 200, 100_000, 1000),
+    }
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(400),
+        "closed after {took:?}, before the 500ms body timeout"
+    );
+    assert!(
+        took < Duration::from_secs(4),
+        "client connection closed only after {took:?} (body timeout 500ms, backend holds {HOLD:?})"
+    );
+    // corelb keeps serving, on a fresh backend connection.
+    let mut c = Client::connect(lb.addr);
+    let r = c.get("/again");
+    assert_eq!((r.status, r.body_str().as_str()), (200, "ok"));
+    assert_eq!(s.conns(), 2, "the stalled backend connection was reused");
 }
 
 #[test]

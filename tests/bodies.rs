@@ -2,10 +2,11 @@
 
 mod common;
 
-use common::backends::Backend;
-use common::client::{Client, Framing};
+use common::backends::{echo, Backend, Next};
+use common::client::{get_req, Client, Framing};
 use common::corelb::{Cfg, Corelb};
 use common::{write_chunked_pattern, write_pattern, Pattern};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const GIB: u64 = 1 << 30;
@@ -312,4 +313,62 @@ fn a_backend_that_does_not_read_does_not_make_corelb_buffer_the_request() {
         "corelb buffered the request body: {rss} KiB"
     );
     holder.join().expect("holder");
+}
+
+#[test]
+fn a_client_that_never_reads_neither_grows_memory_nor_blocks_other_clients() {
+    // One client asks for 64 MiB and reads nothing; on the same (single) worker, other clients must
+    // still be served promptly, and corelb must not hold the response in memory.
+    const LEN: u64 = 64 << 20;
+    let b = Backend::start(
+        "b",
+        None,
+        Arc::new(|req, w, st| {
+            if req.target() != "/big" {
+                return echo(req, w, st, false, Duration::ZERO);
+            }
+            let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {LEN}\r\n\r\n");
+            match std::io::Write::write_all(&mut w.stream, head.as_bytes())
+                .and_then(|_| write_pattern(&mut w.stream, Pattern::shared(), LEN))
+            {
+                Ok(()) => Next::KeepAlive,
+                Err(_) => Next::Close,
+            }
+        }),
+    );
+    let lb = behind(&b);
+    let mut stuck = Client::connect(lb.addr);
+    stuck.send(&get_req("/big"));
+    // Let the backend push until every buffer on the way is full.
+    std::thread::sleep(Duration::from_secs(1));
+    for i in 0..20 {
+        let mut c = Client::connect(lb.addr);
+        let t = Instant::now();
+        c.send(&get_req(&format!("/small{i}")));
+        let r = c
+            .try_read_response(false, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("request {i} while a client does not read: {e}"));
+        assert_eq!(
+            (r.status, r.body_str()),
+            (200, format!("b GET /small{i}")),
+            "request {i}"
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "request {i} took {:?} while a client does not read",
+            t.elapsed()
+        );
+    }
+    let rss = lb.peak_rss_kib();
+    eprintln!("peak RSS with a client that never reads 64 MiB: {rss} KiB");
+    assert!(
+        rss < RSS_LIMIT_KIB,
+        "corelb buffered a 64 MiB response for a client that does not read: {rss} KiB"
+    );
+    // The stalled GET was sent once, not retried behind the client's back.
+    assert_eq!(
+        b.requests().iter().filter(|r| r.target() == "/big").count(),
+        1
+    );
+    drop(stuck);
 }

@@ -172,3 +172,39 @@ fn upgrade_without_connection_upgrade_is_not_an_upgrade() {
     );
     assert!(!b.last().has("upgrade"), "{}", b.last().head.raw_str());
 }
+
+#[test]
+fn idle_tunnel_is_closed_after_the_idle_timeout() {
+    // The tunnel's idle timeout is the client keep-alive timeout: a tunnel nobody uses is closed,
+    // a tunnel in use is not (an idle timeout, not a total one).
+    let b = Backend::upgrade_echo("ws");
+    let cfg = Cfg::new(&[("ws", b.addr)]).client_timeout("client_keepalive = \"500ms\"");
+    let lb = Corelb::start(&cfg, 1);
+    let mut c = Client::connect(lb.addr);
+    c.send(WS_REQ);
+    assert_eq!(c.read_response().status, 101);
+    // 7 × 200 ms of traffic: 1.4 s, almost three times the timeout.
+    for i in 0..7 {
+        let msg = format!("ping{i}");
+        c.send(msg.as_bytes());
+        assert_eq!(
+            read_n(&mut c, msg.len()),
+            msg.as_bytes(),
+            "tunnel in use was closed (round {i})"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    c.send(b"last");
+    assert_eq!(read_n(&mut c, 4), b"last");
+    let idle_since = Instant::now();
+    assert_eq!(
+        c.read_to_eof(Duration::from_secs(5)),
+        Eof::Closed(vec![]),
+        "idle tunnel not closed"
+    );
+    let took = idle_since.elapsed();
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(3),
+        "idle tunnel closed after {took:?} with a 500ms idle timeout"
+    );
+}

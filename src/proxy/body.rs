@@ -40,6 +40,14 @@ pub enum BodyError {
     TooLarge,
 }
 
+/// A body copy that failed, and whether any byte had reached the destination by then: if none had,
+/// the caller can still answer with a clean error instead of cutting the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyFailure {
+    pub error: BodyError,
+    pub wrote: bool,
+}
+
 pub struct Timeouts {
     pub read: Duration,
     pub write: Duration,
@@ -61,7 +69,13 @@ pub async fn copy_body(
     encode: Encode,
     t: &Timeouts,
     limit: Option<u64>,
-) -> Result<u64, BodyError> {
+) -> Result<u64, BodyFailure> {
+    let mut wrote = false;
+    macro_rules! fail {
+        ($e:expr) => {
+            BodyFailure { error: $e, wrote }
+        };
+    }
     let mut total: u64 = 0;
     let mut remaining = match framing {
         SrcFraming::Length(n) => n,
@@ -81,7 +95,9 @@ pub async fn copy_body(
                     (take, 0..take)
                 }
                 SrcFraming::Chunked => {
-                    let d = decoder.decode(sbuf.filled()).map_err(BodyError::Chunk)?;
+                    let d = decoder
+                        .decode(sbuf.filled())
+                        .map_err(|e| fail!(BodyError::Chunk(e)))?;
                     done = decoder.is_done();
                     if d.consumed == 0 && !done {
                         break;
@@ -94,11 +110,11 @@ pub async fn copy_body(
             if !bytes.is_empty() {
                 total = total.saturating_add(bytes.len() as u64);
                 if limit.is_some_and(|l| total > l) {
-                    return Err(BodyError::TooLarge);
+                    return Err(fail!(BodyError::TooLarge));
                 }
-                emit(dst, out, bytes, encode, t.write)
+                wrote |= emit(dst, out, bytes, encode, t.write)
                     .await
-                    .map_err(|e| BodyError::DstIo(e.kind()))?;
+                    .map_err(|e| fail!(BodyError::DstIo(e.kind())))?;
             }
             sbuf.consume(consumed);
         }
@@ -106,14 +122,16 @@ pub async fn copy_body(
             break;
         }
         // Before waiting for the source, let the destination have what we hold.
+        let pending = !out.is_empty();
         flush(dst, out, t.write)
             .await
-            .map_err(|e| BodyError::DstIo(e.kind()))?;
+            .map_err(|e| fail!(BodyError::DstIo(e.kind())))?;
+        wrote |= pending;
         match sbuf.read_from(src, t.read).await {
             Ok(0) if framing == SrcFraming::Eof => done = true,
-            Ok(0) => return Err(BodyError::SrcEof),
+            Ok(0) => return Err(fail!(BodyError::SrcEof)),
             Ok(_) => {}
-            Err(e) => return Err(BodyError::SrcIo(e.kind())),
+            Err(e) => return Err(fail!(BodyError::SrcIo(e.kind()))),
         }
     }
     if encode == Encode::Chunked {
@@ -121,25 +139,27 @@ pub async fn copy_body(
     }
     flush(dst, out, t.write)
         .await
-        .map_err(|e| BodyError::DstIo(e.kind()))?;
+        .map_err(|e| fail!(BodyError::DstIo(e.kind())))?;
     Ok(total)
 }
 
 /// Appends `bytes` to `out` (framed per `encode`), writing when `out` would overflow its capacity;
-/// `out` never grows past the capacity it was created with.
+/// `out` never grows past the capacity it was created with. Ok(true): bytes were written to `dst`.
 async fn emit(
     dst: &mut TcpStream,
     out: &mut Vec<u8>,
     bytes: &[u8],
     encode: Encode,
     timeout: Duration,
-) -> io::Result<()> {
+) -> io::Result<bool> {
+    let mut wrote = false;
     let overhead = if encode == Encode::Chunked {
         CHUNK_OVERHEAD
     } else {
         0
     };
     if out.len() + bytes.len() + overhead > out.capacity() {
+        wrote |= !out.is_empty();
         flush(dst, out, timeout).await?;
     }
     if encode == Encode::Chunked {
@@ -151,9 +171,10 @@ async fn emit(
         // Larger than our staging space: send the (framed) prefix, then the bytes from where they are.
         flush(dst, out, timeout).await?;
         write_all(dst, bytes, timeout).await?;
+        wrote = true;
     }
     if encode == Encode::Chunked {
         out.extend_from_slice(b"\r\n");
     }
-    Ok(())
+    Ok(wrote)
 }

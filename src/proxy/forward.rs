@@ -16,7 +16,7 @@ use crate::http::write::{
 };
 use crate::limits::{MAX_CONNECT_TRIES, MAX_INTERIM_RESPONSES};
 use crate::pool::looks_alive;
-use crate::proxy::body::{copy_body, BodyError, Encode, SrcFraming, Timeouts};
+use crate::proxy::body::{copy_body, BodyError, BodyFailure, Encode, SrcFraming, Timeouts};
 use crate::proxy::tunnel::tunnel;
 use crate::proxy::ClientConn;
 use crate::worker::BackendCtx;
@@ -294,7 +294,7 @@ pub(super) async fn forward(
                 f.limits.max_body,
             )
             .await
-            .map_err(|e| match e {
+            .map_err(|f| match f.error {
                 BodyError::SrcIo(k) => ProxyError::ClientIo(k),
                 BodyError::SrcEof => ProxyError::ClientIo(io::ErrorKind::UnexpectedEof),
                 BodyError::Chunk(_) => ProxyError::BadRequest("invalid chunked body"),
@@ -432,9 +432,17 @@ pub(super) async fn forward(
                 None,
             )
             .await
-            .map_err(|e| match e {
-                BodyError::DstIo(k) => ProxyError::ClientIo(k),
-                _ => ProxyError::Aborted("backend failed mid-body"),
+            .map_err(|failure| match failure {
+                BodyFailure {
+                    error: BodyError::DstIo(k),
+                    ..
+                } => ProxyError::ClientIo(k),
+                // Nothing reached the client yet (the head was still staged with the first body
+                // bytes): a clean 502 is still possible.
+                BodyFailure { wrote: false, .. } => {
+                    ProxyError::BadGateway("invalid response body from backend")
+                }
+                BodyFailure { wrote: true, .. } => ProxyError::Aborted("backend failed mid-body"),
             })?;
         }
         None => flush(&mut c.stream, &mut x.out, f.timeouts.body)
