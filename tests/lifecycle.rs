@@ -268,3 +268,67 @@ fn stalled_request_body_is_not_waited_for_forever() {
         "an incomplete body reached the backend as complete"
     );
 }
+
+/// Out of file descriptors: accept() fails with EMFILE. corelb must back off instead of spinning on
+/// the listener, keep serving the connections it has, and accept again once fds are free.
+#[test]
+fn emfile_on_accept_backs_off_and_keeps_serving() {
+    let a = Backend::echo("a");
+    let cfg = Cfg::new(&[("a", a.addr)]);
+    // Learn how many fds corelb needs idle, then allow a few more: room for one client and its backend
+    // connection, not for the burst below.
+    let probe = Corelb::start(&cfg, 1);
+    let base = probe.open_fds() as u64;
+    drop(probe);
+    let lb = Corelb::start_toml_limited(&cfg.to_toml(), 1, Some(base + 4));
+
+    let mut c = Client::connect(lb.addr);
+    assert_eq!(c.get("/one").status, 200);
+
+    // A burst of connections the process has no fds for: they queue in the kernel backlog.
+    let burst: Vec<TcpStream> = (0..20)
+        .filter_map(|_| TcpStream::connect(lb.addr).ok())
+        .collect();
+    assert!(!burst.is_empty());
+    assert!(
+        wait_for(Duration::from_secs(5), || lb
+            .logs()
+            .contains("Too many open files")),
+        "corelb never hit EMFILE (limit {} fds); stderr:\n{}",
+        base + 4,
+        lb.logs()
+    );
+    let before = lb.cpu_ticks();
+    std::thread::sleep(Duration::from_secs(1));
+    let spent = lb.cpu_ticks() - before;
+    // A busy loop on accept would burn ~100 ticks (one core for a second); backing off costs ~nothing.
+    assert!(
+        spent < 30,
+        "corelb burned {spent} clock ticks in 1 s while out of fds"
+    );
+
+    // The existing keep-alive connection is still served (its backend connection is pooled).
+    assert_eq!(c.get("/two").status, 200);
+    drop(c);
+    drop(burst);
+    // With fds free again, new connections are accepted and served.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut n = Client::connect(lb.addr);
+        let sent = n.try_send(&get_req("/three"));
+        match sent.map(|_| n.try_read_response(false, Duration::from_secs(2))) {
+            Ok(Ok(r)) if r.status == 200 => break,
+            other => assert!(
+                Instant::now() < deadline,
+                "not served after fds were freed: {:?}",
+                other.map(|r| r.map(|r| r.status))
+            ),
+        }
+    }
+    let logs = lb.logs();
+    let lines = logs.lines().filter(|l| l.contains("accept failed")).count();
+    assert!(
+        lines <= 20,
+        "accept errors must be rate-limited, got {lines} lines"
+    );
+}

@@ -123,6 +123,11 @@ impl Corelb {
     }
 
     pub fn start_toml(toml: &str, workers: usize) -> Corelb {
+        Self::start_toml_limited(toml, workers, None)
+    }
+
+    /// Like `start_toml`, with RLIMIT_NOFILE set to `nofile` (soft and hard) in the child.
+    pub fn start_toml_limited(toml: &str, workers: usize, nofile: Option<u64>) -> Corelb {
         let seq = CONFIG_SEQ.fetch_add(1, Ordering::SeqCst);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -133,7 +138,25 @@ impl Corelb {
             std::process::id()
         ));
         std::fs::write(&config_path, toml).expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_corelb"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_corelb"));
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: the closure runs in the forked child before exec and only calls setrlimit, which
+            // is async-signal-safe, on a stack value.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = cmd
             .arg("run")
             .arg("-c")
             .arg(&config_path)
@@ -264,6 +287,24 @@ impl Corelb {
     }
 
     /// Peak resident set size (VmHWM) in KiB.
+    /// utime + stime of the process so far, in clock ticks (/proc/PID/stat fields 14 and 15).
+    pub fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap_or_default();
+        // Fields after the parenthesised command name, which may itself contain spaces.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let get = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        // `rest` starts at field 3 (state), so field 14 is index 11.
+        get(11) + get(12)
+    }
+
+    /// Open file descriptors of the process.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
     pub fn peak_rss_kib(&self) -> u64 {
         let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
             .expect("read /proc/PID/status");
