@@ -3,42 +3,12 @@
 mod common;
 
 use common::backends::{Backend, Next};
-use common::client::{get_req, Client, ReadError};
+use common::client::{get_req, Client, Framing};
 use common::corelb::{Cfg, Corelb};
-use common::{assert_local_error, expect_rejected, refused_addr, Pattern};
-use std::io::{ErrorKind, Write};
+use common::{assert_aborted, assert_local_error, expect_rejected, refused_addr, Pattern};
+use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Assert that a relayed Content-Length response was aborted: a well-formed head with `status` and
-/// exactly `Content-Length: declared` reached the client, then at most `max_body` (< declared) body
-/// bytes, then the connection closed (FIN or reset). A timeout, a missing head or a malformed head of
-/// corelb's own making fails.
-fn assert_aborted(e: &ReadError, status: u16, declared: u64, max_body: u64) {
-    assert!(
-        matches!(
-            e.error.kind(),
-            ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
-        ),
-        "want the response cut off by a close, got: {e}"
-    );
-    let h = e
-        .head
-        .as_ref()
-        .unwrap_or_else(|| panic!("no (well-formed) response head before the close: {e}"));
-    assert_eq!(h.line.1, status.to_string(), "{}", h.raw_str());
-    assert_eq!(
-        h.header("content-length"),
-        Some(declared.to_string().as_str()),
-        "{}",
-        h.raw_str()
-    );
-    assert!(!h.has("transfer-encoding"), "{}", h.raw_str());
-    assert!(
-        e.body_len <= max_body && e.body_len < declared,
-        "body bytes: {e}"
-    );
-}
 
 #[test]
 fn all_servers_refusing_is_a_quick_503() {
@@ -118,7 +88,7 @@ fn backend_reset_mid_body_closes_client_early() {
             "complete response from a backend reset mid-body:\n{}",
             resp.head.raw_str()
         ),
-        Err(e) => assert_aborted(&e, 200, 100_000, 1000),
+        Err(e) => assert_aborted(&e, 200, Framing::Length(100_000), 1000),
     }
 }
 
@@ -158,7 +128,7 @@ fn backend_stalling_mid_body_is_cut_off_after_the_body_timeout() {
             "complete response from a backend that stalled mid-body:\n{}",
             r.head.raw_str()
         ),
-        Err(e) => assert_aborted(&e, 200, 100_000, 1000),
+        Err(e) => assert_aborted(&e, 200, Framing::Length(100_000), 1000),
     }
     let took = t.elapsed();
     assert!(

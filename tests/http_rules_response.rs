@@ -3,10 +3,10 @@
 mod common;
 
 use common::backends::{Backend, Next};
-use common::client::{get_req, Client, Framing, ReadError};
+use common::client::{get_req, Client, Framing};
 use common::corelb::{Cfg, Corelb};
-use common::{assert_local_error, expect_rejected, Pattern};
-use std::io::{ErrorKind, Write};
+use common::{assert_aborted, assert_local_error, expect_rejected, Pattern};
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,50 +37,6 @@ fn expect_502_for(bytes: &[u8], close: bool) {
     );
     assert_local_error(&r, 502);
     c.assert_closed(Duration::from_secs(5));
-}
-
-/// Assert that a relayed response was aborted cleanly: a well-formed head with `status` and `framing`
-/// (`Length(n)`: exactly `Content-Length: n`; `Chunked`: `Transfer-Encoding: chunked`) reached the
-/// client, then at most `max_body` body bytes (fewer than declared / no last chunk), then the connection
-/// closed (FIN or reset). A timeout, a missing head or a malformed head of corelb's own making fails.
-fn assert_aborted(e: &ReadError, status: u16, framing: Framing, max_body: u64) {
-    assert!(
-        matches!(
-            e.error.kind(),
-            ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
-        ),
-        "want the response cut off by a close, got: {e}"
-    );
-    let h = e
-        .head
-        .as_ref()
-        .unwrap_or_else(|| panic!("no (well-formed) response head before the close: {e}"));
-    assert_eq!(h.line.1, status.to_string(), "{}", h.raw_str());
-    match framing {
-        Framing::Length(n) => {
-            assert_eq!(
-                h.header("content-length"),
-                Some(n.to_string().as_str()),
-                "{}",
-                h.raw_str()
-            );
-            assert!(!h.has("transfer-encoding"), "{}", h.raw_str());
-            assert!(e.body_len < n, "{e}");
-        }
-        Framing::Chunked => {
-            assert!(
-                h.list_contains("transfer-encoding", "chunked"),
-                "{}",
-                h.raw_str()
-            );
-            assert!(!h.has("content-length"), "{}", h.raw_str());
-        }
-        other => panic!("assert_aborted: unsupported framing {other:?}"),
-    }
-    assert!(
-        e.body_len <= max_body,
-        "more body than the backend sent: {e}"
-    );
 }
 
 #[test]

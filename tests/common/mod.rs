@@ -564,3 +564,49 @@ pub fn expect_rejected(addr: std::net::SocketAddr, raw: &[u8], code: u16) {
     assert_local_error(&r, code);
     c.assert_closed(Duration::from_secs(5));
 }
+
+/// Assert that a relayed response was aborted cleanly: a well-formed head with `status` and `framing`
+/// (`Length(n)`: exactly `Content-Length: n`; `Chunked`: `Transfer-Encoding: chunked`) reached the
+/// client, then at most `max_body` body bytes (fewer than declared / no last chunk), then the connection
+/// closed (FIN or reset). A timeout, a missing head or a malformed head of corelb's own making fails.
+pub fn assert_aborted(e: &client::ReadError, status: u16, framing: client::Framing, max_body: u64) {
+    assert!(
+        matches!(
+            e.error.kind(),
+            io::ErrorKind::UnexpectedEof
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+        ),
+        "want the response cut off by a close, got: {e}"
+    );
+    let h = e
+        .head
+        .as_ref()
+        .unwrap_or_else(|| panic!("no (well-formed) response head before the close: {e}"));
+    assert_eq!(h.line.1, status.to_string(), "{}", h.raw_str());
+    match framing {
+        client::Framing::Length(n) => {
+            assert_eq!(
+                h.header("content-length"),
+                Some(n.to_string().as_str()),
+                "{}",
+                h.raw_str()
+            );
+            assert!(!h.has("transfer-encoding"), "{}", h.raw_str());
+            assert!(e.body_len < n, "{e}");
+        }
+        client::Framing::Chunked => {
+            assert!(
+                h.list_contains("transfer-encoding", "chunked"),
+                "{}",
+                h.raw_str()
+            );
+            assert!(!h.has("content-length"), "{}", h.raw_str());
+        }
+        other => panic!("assert_aborted: unsupported framing {other:?}"),
+    }
+    assert!(
+        e.body_len <= max_body,
+        "more body than the backend sent: {e}"
+    );
+}
