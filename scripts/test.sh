@@ -15,12 +15,16 @@ if ! command -v cargo > /dev/null 2>&1 && [[ -x ${HOME:-/root}/.cargo/bin/cargo 
 fi
 
 step "Checking what the tests need"
-# Debian packages the tests need; none today (the Rust tests bring their own servers).
-# Add here: each entry is "command-to-look-for:debian-package".
-APT_NEEDS=()
+# Debian packages the tests need: each entry is "command-to-look-for:debian-package".
+# - mariadbd, mariadb: the real MariaDB primary/replica pair of loadgen's stack test (loadgen/tests/stack.rs).
+# - ss (iproute2): the stack script names who holds a taken port.
+# - shellcheck: lints the shell scripts (a step below).
+APT_NEEDS=(mariadbd:mariadb-server mariadb:mariadb-client ss:iproute2 shellcheck:shellcheck)
 missing=()
 for need in "${APT_NEEDS[@]}"; do
-    command -v "${need%%:*}" > /dev/null 2>&1 || missing+=("${need#*:}")
+    cmd=${need%%:*}
+    # Server binaries live in /usr/sbin, which a non-root PATH may lack.
+    command -v "$cmd" > /dev/null 2>&1 || [[ -x /usr/sbin/$cmd ]] || missing+=("${need#*:}")
 done
 if ((${#missing[@]} > 0)); then
     install_cmd="apt-get install -y -o DPkg::Lock::Timeout=120 ${missing[*]}"
@@ -29,8 +33,8 @@ if ((${#missing[@]} > 0)); then
         echo "  sudo apt-get update && sudo $install_cmd" >&2
         exit 1
     fi
-    echo "installing: ${missing[*]}"
-    apt-get update
+    echo "installing with apt-get: ${missing[*]}"
+    apt-get update -q
     # shellcheck disable=SC2086 # install_cmd is a word list built above
     DEBIAN_FRONTEND=noninteractive $install_cmd
 fi
@@ -58,10 +62,10 @@ run_step() { # name cmd...
 }
 
 run_step fmt cargo fmt --all -- --check
-run_step clippy cargo clippy --all-targets -- -D warnings
+run_step clippy cargo clippy --workspace --all-targets -- -D warnings
 run_step test cargo test --workspace --no-fail-fast
 if command -v shellcheck > /dev/null 2>&1; then
-    run_step shellcheck shellcheck benches/compare.sh scripts/bench.sh scripts/test.sh .ci/run
+    run_step shellcheck shellcheck benches/compare.sh scripts/bench.sh scripts/test.sh .ci/run loadgen/stack/mariadb.sh
 else
     step "shellcheck not installed: shell scripts not linted (apt-get install shellcheck)"
 fi

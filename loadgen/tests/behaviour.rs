@@ -1,0 +1,250 @@
+//! The generator's behaviour: request mix weights and placeholders, error classes, framing, keep-alive,
+//! Connection: close, pipelining, X-Served-By counting and the output files.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::{config, kind, serial, Model, TestServer};
+use loadgen::report::{hgrm, Report};
+
+fn counts(srv: &TestServer) -> HashMap<String, u64> {
+    srv.paths.lock().unwrap().clone()
+}
+
+/// Weights 1:3:6 over 20 000 requests: each kind within 4 sigma of its binomial expectation, and each
+/// value of `{rand:1-10}` within 4 sigma of uniform.
+#[test]
+fn scenario_weights_and_placeholders_are_honoured() {
+    let _g = serial();
+    let srv = TestServer::start(Model::fixed(Duration::ZERO));
+    let mut cfg = config(&srv.url());
+    cfg.threads = Some(2);
+    cfg.count = Some(20_000);
+    cfg.kinds = vec![
+        kind("a", 1, "/a/{rand:1-10}"),
+        kind("b", 3, "/b"),
+        kind("c", 6, "/c"),
+    ];
+    let out = loadgen::run(&cfg, |_| {}).unwrap();
+    let (r, _) = Report::new("t", &out);
+    assert_eq!(r.responses, 20_000);
+    assert_eq!(r.errors_total, 0);
+    let paths = counts(&srv);
+    let n = 20_000f64;
+    let within = |what: &str, got: u64, p: f64, total: f64| {
+        let mean = total * p;
+        let sigma = (total * p * (1.0 - p)).sqrt();
+        assert!(
+            (got as f64 - mean).abs() <= 4.0 * sigma,
+            "{what}: {got}, expected {mean:.0} ± {:.0}",
+            4.0 * sigma
+        );
+    };
+    let a: u64 = (1..=10)
+        .map(|i| paths.get(&format!("/a/{i}")).copied().unwrap_or(0))
+        .sum();
+    let a_all: u64 = paths
+        .iter()
+        .filter(|(k, _)| k.starts_with("/a/"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(a, a_all, "placeholder out of range: {paths:?}");
+    within("kind a", a, 0.1, n);
+    within("kind b", paths["/b"], 0.3, n);
+    within("kind c", paths["/c"], 0.6, n);
+    for i in 1..=10 {
+        within(&format!("/a/{i}"), paths[&format!("/a/{i}")], 0.1, a as f64);
+    }
+    // The generator's per-kind counts agree with the server's.
+    assert_eq!(r.kinds[0].responses, a);
+    assert_eq!(r.kinds[1].responses, paths["/b"]);
+    // X-Served-By: the test server names node0/node1 by connection.
+    let backends: u64 = r.backends.values().sum();
+    assert_eq!(backends, 20_000);
+    assert!(
+        r.backends.keys().all(|k| k == "node0" || k == "node1"),
+        "{:?}",
+        r.backends
+    );
+}
+
+#[test]
+fn status_classes_and_chunked_bodies() {
+    let _g = serial();
+    let srv = TestServer::start(Model::fixed(Duration::ZERO));
+    let mut cfg = config(&srv.url());
+    cfg.count = Some(2000);
+    cfg.kinds = vec![
+        kind("ok", 1, "/"),
+        kind("e503", 1, "/e503"),
+        kind("e404", 1, "/e404"),
+        kind("chunked", 1, "/chunked"),
+    ];
+    let out = loadgen::run(&cfg, |_| {}).unwrap();
+    let (r, _) = Report::new("t", &out);
+    eprintln!("{}", r.text());
+    assert_eq!(r.responses, 2000);
+    let k = |name: &str| r.kinds.iter().find(|k| k.name == name).unwrap();
+    assert_eq!(r.errors["http_5xx"], k("e503").responses);
+    assert_eq!(r.errors["http_4xx"], k("e404").responses);
+    assert_eq!(k("chunked").statuses["200"], k("chunked").responses);
+    assert_eq!(r.errors["parse"] + r.errors["read"], 0);
+    // Keep-alive held: the pre-connected connections served everything.
+    assert_eq!(r.connects, 4);
+}
+
+#[test]
+fn timeouts_parse_errors_and_refused_connections() {
+    let _g = serial();
+    let srv = TestServer::start(Model::fixed(Duration::ZERO));
+    let mut cfg = config(&format!("http://{}/hang", srv.addr));
+    cfg.count = Some(4);
+    cfg.connections = 2;
+    cfg.timeout = Duration::from_millis(200);
+    let out = loadgen::run(&cfg, |_| {}).unwrap();
+    let (r, _) = Report::new("t", &out);
+    assert_eq!(r.errors["timeout"], 4);
+    assert_eq!(r.responses, 0);
+    // Each timed-out connection was replaced (2 pre-connected + 2 replacements for the second round).
+    assert!(r.connects >= 4, "connects {}", r.connects);
+
+    let mut cfg = config(&format!("http://{}/garbage", srv.addr));
+    cfg.count = Some(10);
+    let out = loadgen::run(&cfg, |_| {}).unwrap();
+    let (r, _) = Report::new("t", &out);
+    assert_eq!(r.errors["parse"], 10);
+
+    // A port nobody listens on (bound then closed).
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut cfg = config(&format!("http://127.0.0.1:{port}/"));
+    cfg.count = Some(5);
+    cfg.connections = 1;
+    let out = loadgen::run(&cfg, |_| {}).unwrap();
+    let (r, _) = Report::new("t", &out);
+    assert_eq!(r.errors["connect"], 5);
+}
+
+#[test]
+fn connection_close_and_pipelining() {
+    let _g = serial();
+    let srv = TestServer::start(Model::fixed(Duration::ZERO));
+    let mut cfg = config(&srv.url());
+    cfg.count = Some(300);
+    cfg.close = true;
+    let out = loadgen::run(&cfg, |_| {}).unwrap();
+    let (r, _) = Report::new("t", &out);
+    assert_eq!(r.responses, 300);
+    assert_eq!(r.errors_total, 0);
+    // One connection per request (the 4 pre-connected ones serve the first 4).
+    assert!(r.connects >= 300, "connects {}", r.connects);
+
+    let mut cfg = config(&srv.url());
+    cfg.count = Some(5000);
+    cfg.connections = 2;
+    cfg.pipeline = 8;
+    let out = loadgen::run(&cfg, |_| {}).unwrap();
+    let (r, _) = Report::new("t", &out);
+    assert_eq!(r.responses, 5000);
+    assert_eq!(r.errors_total, 0);
+    assert_eq!(r.connects, 2);
+}
+
+#[test]
+fn outputs_are_well_formed() {
+    let _g = serial();
+    let srv = TestServer::start(Model::fixed(Duration::from_millis(1)));
+    let mut cfg = config(&srv.url());
+    cfg.rate = Some(500.0);
+    cfg.duration = Some(Duration::from_secs(2));
+    let mut seen = 0;
+    let out = loadgen::run(&cfg, |_| seen += 1).unwrap();
+    assert_eq!(seen, 2, "one progress callback per second");
+    let (r, h) = Report::new("t", &out);
+    let j: serde_json::Value = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
+    assert_eq!(j["mode"], "open");
+    assert!(j["latency_corrected"]["p99_ms"].as_f64().unwrap() >= 1.0);
+    let g = hgrm(&h);
+    assert!(
+        g.starts_with("       Value     Percentile TotalCount"),
+        "{g}"
+    );
+    assert!(g.contains("#[Max     ="));
+    let last = g
+        .lines()
+        .rfind(|l| !l.starts_with('#') && !l.is_empty())
+        .unwrap();
+    assert!(last.contains("1.000000000000"), "{last}");
+    let csv = r.csv();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    let svg = loadgen::svg::timeseries("t", &r.timeseries);
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+}
+
+/// The binary end to end: `loadgen run` with a scenario file writes the report and every output file.
+#[test]
+fn cli_run_writes_every_output() {
+    let _g = serial();
+    let srv = TestServer::start(Model::fixed(Duration::ZERO));
+    let dir = std::env::temp_dir().join(format!("loadgen-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = dir.join("mix.toml");
+    std::fs::write(
+        &scenario,
+        "[[kind]]\nname = \"read\"\nweight = 9\npath = \"/items/{rand:1-100}\"\n\n[[kind]]\nname = \"write\"\nweight = 1\nmethod = \"POST\"\npath = \"/items\"\nbody = '{\"a\":1}'\nheaders = { Content-Type = \"application/json\" }\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .arg("run")
+        .arg(srv.url())
+        .args(["-R", "400", "-c", "8", "-d", "2s", "-t", "1", "--no-pin"])
+        .arg("--scenario")
+        .arg(&scenario)
+        .arg("--json")
+        .arg(dir.join("r.json"))
+        .arg("--hgrm")
+        .arg(dir.join("r.hgrm"))
+        .arg("--csv")
+        .arg(dir.join("r.csv"))
+        .arg("--svg")
+        .arg(dir.join("r"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("kind read:") && stdout.contains("kind write:"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("corrected") && stdout.contains("uncorrected"),
+        "{stdout}"
+    );
+    let j: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("r.json")).unwrap()).unwrap();
+    assert_eq!(j["responses"], 800);
+    assert_eq!(j["kinds"].as_array().unwrap().len(), 2);
+    for f in ["r.hgrm", "r.csv", "r-latency.svg", "r-timeseries.svg"] {
+        let t = std::fs::read_to_string(dir.join(f)).unwrap();
+        assert!(t.len() > 50, "{f}: {t}");
+    }
+    let posts = counts(&srv).get("/items").copied().unwrap_or(0);
+    assert!(posts > 20 && posts < 160, "POST /items {posts} of 800");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // Bad input is refused with a message, not a panic.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["run", "https://x/", "-d", "1s"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only http://"));
+}
