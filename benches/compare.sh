@@ -363,10 +363,9 @@ defaults
     mode http
     option http-keep-alive
     http-reuse always
-    # The same job as corelb, which sets X-Forwarded-For/-Proto/-Host on every request.
+    # The same job as corelb, which sets X-Forwarded-For/-Proto/-Host on every request (the last
+    # two in the frontend: http-request rules are not allowed in an anonymous defaults section).
     option forwardfor
-    http-request set-header X-Forwarded-Proto http
-    http-request set-header X-Forwarded-Host %[req.hdr(host)]
     timeout connect 5s
     timeout client 30s
     timeout server 30s
@@ -375,6 +374,8 @@ defaults
 
 frontend bench
     bind 127.0.0.1:$HAPROXY_PORT
+    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
     default_backend app
 
 backend app
