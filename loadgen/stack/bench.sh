@@ -1,0 +1,693 @@
+#!/usr/bin/env bash
+# The seed-stack benchmark: MariaDB primary + replica, two app nodes, and a load balancer in front
+# (corelb, HAProxy or nginx, round robin with keep-alive to the app nodes), driven by loadgen with the
+# standard scenario (90 % GET /items/{id} from the replica, 10 % POST /items to the primary).
+# Per balancer: a closed-loop run (-c 64) finds the maximum throughput, then open-loop runs at 50 %
+# and 80 % of it measure latency without coordinated omission. The balancer's CPU per request is
+# its utime+stime (/proc/PID/stat, all its processes and threads) over the measured window.
+#
+# Usage: loadgen/stack/bench.sh [--balancer corelb|haproxy|nginx]... [--quick] [--keep] [--down] [--help]
+#   --balancer B   balancer(s) to measure, repeatable or a comma list (default corelb)
+#   --quick        DURATION=3 and one open-loop run at 50 %
+#   --keep         leave the stack (MariaDB, app nodes, balancers) running on exit; the next run
+#                  stops the kept app nodes and balancers first (their PIDs are in the state dir)
+#   --down         stop what a --keep run left (app nodes, balancers, MariaDB pair) and exit
+# Environment (defaults in brackets):
+#   DURATION [10]  measured seconds per run       WARMUP [2]  unrecorded seconds before each
+#   RESULTS_DIR [target/stack-bench/<timestamp>]  JSON, .hgrm, CSV, SVG and text reports
+#   CORELB_STACK_DIR [/tmp/corelb-bench-stack]   MariaDB state (see loadgen/stack/mariadb.sh)
+#   CORELB_PRIMARY_PORT [13316] CORELB_REPLICA_PORT [13317]
+#   APP1_PORT [18101] APP2_PORT [18102] APP_THREADS [600]
+#   CORELB_PORT [18110] HAPROXY_PORT [18111] NGINX_PORT [18112]
+#   OPEN_CONNS [128]  connection pool of the open-loop runs
+set -euo pipefail
+
+# C locale: '.' as the decimal point in $EPOCHREALTIME and awk.
+export LC_ALL=C
+# haproxy, nginx and mariadbd live in /usr/sbin, which a non-root PATH on Debian lacks.
+PATH="$PATH:/usr/sbin:/sbin"
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(cd "$SCRIPT_DIR/../.." && pwd)"
+readonly SCRIPT_DIR REPO_DIR
+
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
+die() { echo "bench.sh: error: $*" >&2; exit 1; }
+log() { echo "[bench] $*"; }
+
+QUICK=0
+KEEP=0
+DOWN=0
+BALANCERS=()
+while (($# > 0)); do
+    case "$1" in
+        --quick) QUICK=1 ;;
+        --keep) KEEP=1 ;;
+        --down) DOWN=1 ;;
+        --balancer)
+            (($# >= 2)) || die "--balancer needs a value (corelb, haproxy or nginx)"
+            IFS=',' read -r -a more <<< "$2"
+            BALANCERS+=("${more[@]}")
+            shift
+            ;;
+        --balancer=*)
+            IFS=',' read -r -a more <<< "${1#--balancer=}"
+            BALANCERS+=("${more[@]}")
+            ;;
+        -h | --help) usage; exit 0 ;;
+        *) die "unknown argument '$1' (try --help)" ;;
+    esac
+    shift
+done
+((${#BALANCERS[@]} > 0)) || BALANCERS=(corelb)
+# Deduplicate, keep the order given.
+declare -A SEEN=()
+UNIQ=()
+for b in "${BALANCERS[@]}"; do
+    case "$b" in corelb | haproxy | nginx) ;; *) die "unknown balancer '$b' (use corelb, haproxy, nginx)" ;; esac
+    [[ -n ${SEEN[$b]:-} ]] && continue
+    SEEN[$b]=1
+    UNIQ+=("$b")
+done
+BALANCERS=("${UNIQ[@]}")
+
+if ((QUICK)); then
+    DURATION=3
+    LOADS=(50)
+else
+    LOADS=(50 80)
+fi
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+export CORELB_STACK_DIR=${CORELB_STACK_DIR:-/tmp/corelb-bench-stack}
+export CORELB_PRIMARY_PORT=${CORELB_PRIMARY_PORT:-13316}
+export CORELB_REPLICA_PORT=${CORELB_REPLICA_PORT:-13317}
+APP1_PORT=${APP1_PORT:-18101}
+APP2_PORT=${APP2_PORT:-18102}
+APP_THREADS=${APP_THREADS:-600}
+CORELB_PORT=${CORELB_PORT:-18110}
+HAPROXY_PORT=${HAPROXY_PORT:-18111}
+NGINX_PORT=${NGINX_PORT:-18112}
+OPEN_CONNS=${OPEN_CONNS:-128}
+# The closed loop's concurrency: enough to saturate a 2-core stack, few enough to keep the app
+# nodes' worker pools (APP_THREADS) far from full.
+readonly CLOSED_CONNS=64
+# Bounds on the knobs, so a typo cannot start an hours-long run.
+readonly MAX_DURATION=600
+# Bounds on every wait loop: polls of 0.1 s.
+readonly START_POLLS=150 # 15 s for a server to start listening
+readonly STOP_POLLS=50   # 5 s for a process to exit on SIGTERM before SIGKILL
+readonly REPL_POLLS=300  # 30 s for the replica to catch up with the run's writes
+# loadgen gets this much slack past warm-up + duration before `timeout` kills it (its own hard end
+# is duration + request timeout).
+readonly LOADGEN_SLACK_S=30
+
+is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
+for v in DURATION WARMUP APP1_PORT APP2_PORT APP_THREADS CORELB_PORT HAPROXY_PORT NGINX_PORT OPEN_CONNS; do
+    is_uint "${!v}" || die "$v must be a non-negative integer, got '${!v}'"
+done
+((DURATION >= 1 && DURATION <= MAX_DURATION)) || die "DURATION must be 1..$MAX_DURATION"
+((WARMUP <= 60)) || die "WARMUP must be 0..60"
+((OPEN_CONNS >= 1 && OPEN_CONNS < APP_THREADS)) || die "OPEN_CONNS must be 1..$((APP_THREADS - 1))"
+
+has_balancer() { [[ " ${BALANCERS[*]} " == *" $1 "* ]]; }
+
+# ---------------------------------------------------------------------------------------------------
+# Tools and binaries
+need() { command -v "$1" > /dev/null 2>&1 || die "'$1' not found. Install it with: $2"; }
+need jq "apt-get install -y jq"
+need ss "apt-get install -y iproute2"
+need taskset "apt-get install -y util-linux"
+need timeout "apt-get install -y coreutils"
+need mariadb "apt-get install -y mariadb-server mariadb-client"
+has_balancer haproxy && need haproxy "apt-get install -y haproxy"
+has_balancer nginx && need nginx "apt-get install -y nginx-light"
+
+BIN="$REPO_DIR/target/release"
+if [[ -x $BIN/corelb && -x $BIN/loadgen && -x $BIN/appnode ]]; then
+    log "using the existing release binaries in $BIN (run 'cargo build --release --workspace' to refresh them)"
+else
+    need cargo "https://rustup.rs (then rerun)"
+    log "release binaries missing: running 'cargo build --release --workspace'"
+    (cd "$REPO_DIR" && cargo build --release --workspace)
+fi
+
+NCPU=$(getconf _NPROCESSORS_ONLN)
+CLK_TCK=$(getconf CLK_TCK)
+# The balancer gets a core to itself; load generator, app nodes and MariaDB share the other.
+readonly LB_CORE=1
+readonly LOAD_CORE=0
+PIN=0
+((NCPU >= 2)) && PIN=1
+
+# Each balancer holds a client and a backend socket per connection.
+if (($(ulimit -n) < 4096)); then
+    ulimit -n "$(ulimit -Hn)" 2> /dev/null || true
+fi
+
+# ---------------------------------------------------------------------------------------------------
+# State and cleanup
+TS=$(date -u +%Y%m%dT%H%M%SZ)
+RESULTS_DIR=${RESULTS_DIR:-"$REPO_DIR/target/stack-bench/$TS"}
+if ((DOWN == 0)); then
+    mkdir -p "$RESULTS_DIR"
+    RESULTS_DIR=$(cd "$RESULTS_DIR" && pwd)
+fi
+STATE="$RESULTS_DIR/state"
+if ((DOWN == 0)); then
+    mkdir -p "$STATE"
+    # nginx workers may drop to 'nobody' when started as root.
+    chmod 0755 "$STATE"
+fi
+
+declare -A PID_OF=() # name -> pid of each long-running process we started
+declare -A LOG_OF=() # name -> its output file
+STARTED_ORDER=()     # names in start order (stopped in reverse)
+LOADGEN_PID=""       # the loadgen run in progress, if any
+DB_STARTED=0         # 1 when this script brought MariaDB up (then it takes it down)
+
+# alive pid: exists and is not a zombie (kill -0 succeeds on our unreaped children).
+alive() {
+    local stat
+    { read -r stat < "/proc/$1/stat"; } 2> /dev/null || return 1
+    stat=${stat##*) }
+    [[ ${stat:0:1} != Z ]]
+}
+
+stop_pid() { # name pid
+    local name=$1 pid=$2 i
+    alive "$pid" || { wait "$pid" 2> /dev/null || true; return 0; }
+    kill -TERM "$pid" 2> /dev/null || true
+    for ((i = 0; i < STOP_POLLS; i++)); do
+        alive "$pid" || break
+        sleep 0.1
+    done
+    if alive "$pid"; then
+        echo "[bench] $name (pid $pid) ignored SIGTERM for $((STOP_POLLS / 10)) s: SIGKILL" >&2
+        kill -KILL "$pid" 2> /dev/null || true
+    fi
+    wait "$pid" 2> /dev/null || true
+}
+
+CLEANED=0
+cleanup() {
+    ((CLEANED)) && return 0
+    CLEANED=1
+    local i name
+    # An interrupted run: its loadgen (under `timeout`) is ours too.
+    [[ -z $LOADGEN_PID ]] || stop_pid loadgen "$LOADGEN_PID"
+    if ((KEEP)); then
+        if [[ -d $CORELB_STACK_DIR ]]; then
+            for name in "${STARTED_ORDER[@]}"; do
+                echo "$name ${PID_OF[$name]} $(tr '\0' ' ' < "/proc/${PID_OF[$name]}/cmdline" 2> /dev/null | cut -d' ' -f1-3)"
+                # Whether the MariaDB pair was brought up by bench.sh (then a later run takes it down).
+                echo "mariadb-pair $DB_STARTED"
+            done > "$KEPT_FILE" || true
+        fi
+        echo "[bench] --keep: leaving running (stop with: $0 --down):" >&2
+        for name in "${STARTED_ORDER[@]}"; do echo "[bench]   $name pid ${PID_OF[$name]}" >&2; done
+        echo "[bench]   MariaDB pair in $CORELB_STACK_DIR (stop: CORELB_STACK_DIR=$CORELB_STACK_DIR $SCRIPT_DIR/mariadb.sh down)" >&2
+        return 0
+    fi
+    for ((i = ${#STARTED_ORDER[@]} - 1; i >= 0; i--)); do
+        name=${STARTED_ORDER[i]}
+        stop_pid "$name" "${PID_OF[$name]}"
+    done
+    if ((DB_STARTED)); then
+        "$SCRIPT_DIR/mariadb.sh" down >&2 || echo "[bench] mariadb.sh down failed" >&2
+    fi
+}
+trap 'echo "bench.sh: error: command failed (exit $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
+
+# ---------------------------------------------------------------------------------------------------
+# What an earlier --keep run left: stopped by PID, only when the PID still runs the same command.
+KEPT_FILE="$CORELB_STACK_DIR/bench-kept.pids"
+stop_kept() {
+    local name pid cmd now
+    [[ -r $KEPT_FILE ]] || return 0
+    while read -r name pid cmd; do
+        if [[ $name == mariadb-pair ]]; then
+            [[ $pid == 1 ]] && DB_KEPT=1
+            continue
+        fi
+        is_uint "$pid" || continue
+        now=$(tr '\0' ' ' < "/proc/$pid/cmdline" 2> /dev/null | cut -d' ' -f1-3) || continue
+        if [[ -n $cmd && $now == "$cmd" ]]; then
+            log "stopping $name (pid $pid) left by an earlier --keep run"
+            stop_pid "$name" "$pid"
+        fi
+    done < "$KEPT_FILE"
+    rm -f "$KEPT_FILE"
+}
+DB_KEPT=0
+stop_kept
+if ((DOWN)); then
+    "$SCRIPT_DIR/mariadb.sh" down
+    exit 0
+fi
+
+# ---------------------------------------------------------------------------------------------------
+# Ports
+port_free_or_die() { # port what
+    if [[ -n $(ss -Hltn "sport = :$1") ]]; then
+        echo "bench.sh: error: port $1 (for $2) is already in use:" >&2
+        ss -ltnp "sport = :$1" >&2 || true
+        echo "bench.sh: free it or pick another port with the matching variable (see --help)" >&2
+        exit 1
+    fi
+}
+port_free_or_die "$APP1_PORT" "app node app1 (APP1_PORT)"
+port_free_or_die "$APP2_PORT" "app node app2 (APP2_PORT)"
+has_balancer corelb && port_free_or_die "$CORELB_PORT" "corelb (CORELB_PORT)"
+has_balancer haproxy && port_free_or_die "$HAPROXY_PORT" "haproxy (HAPROXY_PORT)"
+has_balancer nginx && port_free_or_die "$NGINX_PORT" "nginx (NGINX_PORT)"
+ALL_PORTS="$CORELB_PRIMARY_PORT $CORELB_REPLICA_PORT $APP1_PORT $APP2_PORT $CORELB_PORT $HAPROXY_PORT $NGINX_PORT"
+[[ $(tr ' ' '\n' <<< "$ALL_PORTS" | sort | uniq -d) == "" ]] || die "two services share a port: $ALL_PORTS"
+
+# pin core cmd...: taskset when the machine has 2+ CPUs, else plain.
+pin() {
+    local core=$1
+    shift
+    if ((PIN)); then
+        taskset -c "$core" "$@"
+    else
+        "$@"
+    fi
+}
+
+start_bg() { # name core logfile cmd...
+    local name=$1 core=$2 logf=$3
+    shift 3
+    local -a cmd=("$@")
+    ((PIN)) && cmd=(taskset -c "$core" "$@")
+    # A simple command (not a shell function: that would fork a subshell whose PID $! would be) run
+    # in the background, and taskset execs the command, so $! is the server's own PID.
+    "${cmd[@]}" < /dev/null > "$logf" 2>&1 &
+    PID_OF[$name]=$!
+    LOG_OF[$name]=$logf
+    STARTED_ORDER+=("$name")
+}
+
+wait_listening() { # name port
+    local name=$1 port=$2 i
+    for ((i = 0; i < START_POLLS; i++)); do
+        if ! alive "${PID_OF[$name]}"; then
+            echo "bench.sh: error: $name exited during start-up; its log (${LOG_OF[$name]}):" >&2
+            tail -n 20 "${LOG_OF[$name]}" >&2 || true
+            exit 1
+        fi
+        [[ -n $(ss -Hltn "sport = :$port") ]] && return 0
+        sleep 0.1
+    done
+    echo "bench.sh: error: $name is not listening on $port after $((START_POLLS / 10)) s; log:" >&2
+    tail -n 20 "${LOG_OF[$name]}" >&2 || true
+    exit 1
+}
+
+# pids_of name: the process and its direct children (nginx master + workers).
+pids_of() {
+    local root=${PID_OF[$1]} f stat rest ppid
+    echo "$root"
+    for f in /proc/[0-9]*/stat; do
+        { read -r stat < "$f"; } 2> /dev/null || continue
+        rest=${stat##*) } # comm may hold spaces and ')': cut after the last ')'
+        read -r _ ppid _ <<< "$rest"
+        if [[ $ppid == "$root" ]]; then
+            f=${f#/proc/}
+            echo "${f%/stat}"
+        fi
+    done
+}
+
+# cpu_ticks pid...: utime+stime summed over the processes (all their threads), in clock ticks.
+cpu_ticks() {
+    local pid stat rest total=0
+    local -a fld
+    for pid in "$@"; do
+        { read -r stat < "/proc/$pid/stat"; } 2> /dev/null || die "process $pid vanished (a balancer crashed?)"
+        rest=${stat##*) }
+        read -r -a fld <<< "$rest"
+        # fields 14 (utime) and 15 (stime) of proc(5); rest starts at field 3.
+        total=$((total + fld[11] + fld[12]))
+    done
+    echo "$total"
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Configurations
+write_corelb_cfg() {
+    cat << EOF
+[global]
+grace = "1s"
+
+[[frontend]]
+name = "bench"
+bind = ["127.0.0.1:$CORELB_PORT"]
+default_backend = "app"
+
+[[backend]]
+name = "app"
+
+[backend.pool]
+max_idle_per_server = 256
+
+[[backend.server]]
+name = "app1"
+address = "127.0.0.1:$APP1_PORT"
+
+[[backend.server]]
+name = "app2"
+address = "127.0.0.1:$APP2_PORT"
+EOF
+}
+
+write_haproxy_cfg() {
+    cat << EOF
+global
+    nbthread 1
+    maxconn 4096 # fd need is ~2x this; must fit under ulimit -n
+
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    # The same job as corelb, which sets X-Forwarded-For/-Proto/-Host on every request.
+    option forwardfor
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    timeout http-request 10s
+    timeout http-keep-alive 75s
+
+frontend bench
+    bind 127.0.0.1:$HAPROXY_PORT
+    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    default_backend app
+
+backend app
+    balance roundrobin
+    server app1 127.0.0.1:$APP1_PORT
+    server app2 127.0.0.1:$APP2_PORT
+EOF
+}
+
+NGINX_PREFIX="$STATE/nginx"
+write_nginx_cfg() {
+    cat << EOF
+worker_processes 1;
+daemon off;
+master_process on;
+pid $NGINX_PREFIX/nginx.pid;
+error_log $NGINX_PREFIX/error.log warn;
+events { worker_connections 4096; }
+http {
+    client_body_temp_path $NGINX_PREFIX/client_body;
+    proxy_temp_path $NGINX_PREFIX/proxy;
+    fastcgi_temp_path $NGINX_PREFIX/fastcgi;
+    uwsgi_temp_path $NGINX_PREFIX/uwsgi;
+    scgi_temp_path $NGINX_PREFIX/scgi;
+    access_log off;
+    keepalive_requests 100000;
+    keepalive_timeout 75s;
+    upstream app {
+        server 127.0.0.1:$APP1_PORT;
+        server 127.0.0.1:$APP2_PORT;
+        keepalive 64;
+        keepalive_requests 100000;
+        keepalive_timeout 75s;
+    }
+    server {
+        listen 127.0.0.1:$NGINX_PORT backlog=4096;
+        location / {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            # The same job as corelb, which sets X-Forwarded-For/-Proto/-Host on every request.
+            proxy_set_header X-Forwarded-For \$remote_addr;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$host;
+            proxy_max_temp_file_size 0;
+        }
+    }
+}
+EOF
+}
+
+# The standard scenario: reads 90 %, writes 10 %. Seed ids are 1..1000, so every read finds a row.
+SCENARIO="$RESULTS_DIR/scenario.toml"
+cat > "$SCENARIO" << 'EOF'
+[[kind]]
+name = "read"
+weight = 9
+method = "GET"
+path = "/items/{rand:1-1000}"
+
+[[kind]]
+name = "write"
+weight = 1
+method = "POST"
+path = "/items"
+headers = { Content-Type = "application/json" }
+body = '{"name":"bench"}'
+EOF
+
+balancer_port() {
+    case "$1" in
+        corelb) echo "$CORELB_PORT" ;;
+        haproxy) echo "$HAPROXY_PORT" ;;
+        nginx) echo "$NGINX_PORT" ;;
+    esac
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Start the stack.
+echo "== corelb seed-stack benchmark =="
+echo "balancers: ${BALANCERS[*]}; ${DURATION}s per run after ${WARMUP}s warm-up; open loop at ${LOADS[*]} % of the closed-loop max"
+echo "results: $RESULTS_DIR"
+
+if "$SCRIPT_DIR/mariadb.sh" status > /dev/null 2>&1; then
+    if ((DB_KEPT)); then
+        log "MariaDB pair left running by an earlier --keep run: using it"
+        DB_STARTED=1
+    else
+        log "MariaDB pair already running in $CORELB_STACK_DIR: using it (and leaving it up)"
+    fi
+else
+    log "MariaDB pair: mariadb.sh up (state $CORELB_STACK_DIR, ports $CORELB_PRIMARY_PORT/$CORELB_REPLICA_PORT)"
+    DB_STARTED=1
+    pin "$LOAD_CORE" "$SCRIPT_DIR/mariadb.sh" up
+fi
+DB_PIDS=()
+for server in primary replica; do
+    pf="$CORELB_STACK_DIR/$server/mariadbd.pid"
+    [[ -r $pf ]] || die "no pid file $pf after mariadb.sh up"
+    DB_PIDS+=("$(< "$pf")")
+done
+# Pin every thread of both servers, also when they were already running before this script.
+if ((PIN)); then
+    for pid in "${DB_PIDS[@]}"; do taskset -a -p -c "$LOAD_CORE" "$pid" > /dev/null; done
+fi
+
+replica_sql() { # query -> single value
+    mariadb -h127.0.0.1 -P"$CORELB_REPLICA_PORT" -u"${CORELB_DB_USER:-corelb}" -p"${CORELB_DB_PASSWORD:-corelb}" \
+        --connect-timeout=5 --batch --skip-column-names -e "$1" "${CORELB_DB_NAME:-corelb}"
+}
+primary_sql() {
+    mariadb -h127.0.0.1 -P"$CORELB_PRIMARY_PORT" -u"${CORELB_DB_USER:-corelb}" -p"${CORELB_DB_PASSWORD:-corelb}" \
+        --connect-timeout=5 --batch --skip-column-names -e "$1" "${CORELB_DB_NAME:-corelb}"
+}
+ROWS_BEFORE_PRIMARY=$(primary_sql "SELECT COUNT(*) FROM items")
+ROWS_BEFORE_REPLICA=$(replica_sql "SELECT COUNT(*) FROM items")
+
+for app in app1 app2; do
+    if [[ $app == app1 ]]; then port=$APP1_PORT; else port=$APP2_PORT; fi
+    start_bg "$app" "$LOAD_CORE" "$STATE/$app.log" "$BIN/appnode" --listen "127.0.0.1:$port" --name "$app" \
+        --primary "127.0.0.1:$CORELB_PRIMARY_PORT" --replica "127.0.0.1:$CORELB_REPLICA_PORT" \
+        --threads "$APP_THREADS"
+done
+wait_listening app1 "$APP1_PORT"
+wait_listening app2 "$APP2_PORT"
+
+start_balancer() { # name
+    case "$1" in
+        corelb)
+            write_corelb_cfg > "$STATE/corelb.toml"
+            "$BIN/corelb" check -c "$STATE/corelb.toml" > "$STATE/corelb-check.log" 2>&1 ||
+                die "corelb rejected $STATE/corelb.toml: $(cat "$STATE/corelb-check.log")"
+            start_bg corelb "$LB_CORE" "$STATE/corelb.log" "$BIN/corelb" run -c "$STATE/corelb.toml" --workers 1
+            ;;
+        haproxy)
+            write_haproxy_cfg > "$STATE/haproxy.cfg"
+            haproxy -c -q -f "$STATE/haproxy.cfg" || die "haproxy rejected $STATE/haproxy.cfg"
+            start_bg haproxy "$LB_CORE" "$STATE/haproxy.log" haproxy -db -f "$STATE/haproxy.cfg"
+            ;;
+        nginx)
+            mkdir -p "$NGINX_PREFIX"
+            write_nginx_cfg > "$NGINX_PREFIX/nginx.conf"
+            start_bg nginx "$LB_CORE" "$STATE/nginx.log" \
+                nginx -p "$NGINX_PREFIX" -e "$NGINX_PREFIX/error.log" -c "$NGINX_PREFIX/nginx.conf"
+            ;;
+    esac
+    wait_listening "$1" "$(balancer_port "$1")"
+}
+for b in "${BALANCERS[@]}"; do start_balancer "$b"; done
+
+echo "pinning:"
+if ((PIN)); then
+    echo "  balancer(s) ${BALANCERS[*]}: core $LB_CORE (taskset -c $LB_CORE; corelb with --workers 1, haproxy nbthread 1, nginx 1 worker)"
+    echo "  loadgen (1 thread), app1/app2 (pids ${PID_OF[app1]} ${PID_OF[app2]}), mariadbd (pids ${DB_PIDS[*]}): core $LOAD_CORE"
+else
+    echo "  nothing pinned: only $NCPU CPU online"
+fi
+
+# Health: both nodes must reach both databases before measuring.
+health() { # port -> status code
+    # shellcheck disable=SC2016 # $1 expands in the inner bash, on purpose
+    timeout 5 bash -c 'exec 3<> "/dev/tcp/127.0.0.1/$1" || exit 1
+        printf "GET /healthz HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n" >&3
+        head -c 12 <&3' _ "$1" 2> /dev/null | awk '{ print $2 }'
+}
+for port in "$APP1_PORT" "$APP2_PORT"; do
+    [[ $(health "$port") == 200 ]] || die "app node on $port is not healthy (GET /healthz); see $STATE/app*.log"
+done
+for b in "${BALANCERS[@]}"; do
+    [[ $(health "$(balancer_port "$b")") == 200 ]] || die "$b on $(balancer_port "$b") does not answer GET /healthz with 200"
+done
+log "app nodes and balancer(s) healthy"
+
+# ---------------------------------------------------------------------------------------------------
+# One run: loadgen in the background; the balancer's CPU is sampled at the end of the warm-up and
+# after the run, so the µs/req covers the measured window only.
+SUMMARY="$STATE/summary.tsv"
+: > "$SUMMARY"
+
+one_run() { # balancer label rate(0 = closed) -> appends a summary row; prints the JSON path
+    local b=$1 label=$2 rate=$3 port prefix json c0 c1 t0 t1 rc=0 lpid cpu_us
+    local -a args pids
+    port=$(balancer_port "$b")
+    prefix="$RESULTS_DIR/$b-$label"
+    json="$prefix.json"
+    args=(run "http://127.0.0.1:$port/" --scenario "$SCENARIO" -d "${DURATION}s" --warmup "${WARMUP}s"
+        --json "$json" --hgrm "$prefix.hgrm" --csv "$prefix.csv" --svg "$prefix")
+    if ((rate > 0)); then
+        args+=(-R "$rate" -c "$OPEN_CONNS")
+    else
+        args+=(-c "$CLOSED_CONNS")
+    fi
+    mapfile -t pids < <(pids_of "$b")
+    timeout "$((WARMUP + DURATION + LOADGEN_SLACK_S))" taskset -c "$LOAD_CORE" \
+        "$BIN/loadgen" "${args[@]}" < /dev/null > "$prefix.txt" 2>&1 &
+    lpid=$!
+    LOADGEN_PID=$lpid
+    sleep "$WARMUP"
+    c0=$(cpu_ticks "${pids[@]}")
+    t0=$EPOCHREALTIME
+    wait "$lpid" || rc=$?
+    LOADGEN_PID=""
+    t1=$EPOCHREALTIME
+    c1=$(cpu_ticks "${pids[@]}")
+    ((rc == 0)) || die "loadgen failed for $b $label (exit $rc): $(tail -n 5 "$prefix.txt")"
+    alive "${PID_OF[$b]}" || die "$b died during the run; log: $(tail -n 5 "${LOG_OF[$b]}")"
+    [[ -s $json ]] || die "loadgen wrote no JSON for $b $label: $(tail -n 5 "$prefix.txt")"
+    # CPU rate over the window divided by the request rate: the window boundaries of loadgen and of
+    # this sampling differ by the process start-up (milliseconds), not by requests.
+    cpu_us=$(jq -r --arg t "$((c1 - c0))" --arg hz "$CLK_TCK" --arg a "$t0" --arg z "$t1" \
+        '(($t | tonumber) * 1e6 / ($hz | tonumber) / (($z | tonumber) - ($a | tonumber))) as $cpu_per_s
+         | if .throughput_rps > 0 then ($cpu_per_s / .throughput_rps * 100 | round / 100) else "nan" end' "$json")
+    jq -r --arg b "$b" --arg l "$label" --arg cpu "$cpu_us" '
+        [$b, $l, (.throughput_rps | . * 10 | round / 10),
+         .latency_corrected.p50_ms, .latency_corrected.p99_ms, .latency_corrected.p999_ms,
+         .latency_uncorrected.p99_ms, .errors_total,
+         ([.backends | to_entries[] | "\(.key)=\(.value)"] | join(" ")), $cpu,
+         (if .cpu.saturated then "generator-saturated" else "" end)] | @tsv' "$json" >> "$SUMMARY"
+    log "$b $label: $(tail -n 1 "$SUMMARY" | cut -f3) req/s, $cpu_us us/req balancer CPU (report: $prefix.txt)"
+}
+
+T_START=$EPOCHREALTIME
+for b in "${BALANCERS[@]}"; do
+    log "$b: closed loop, $CLOSED_CONNS connections"
+    one_run "$b" closed 0
+    max=$(jq -r '.throughput_rps' "$RESULTS_DIR/$b-closed.json")
+    for pct in "${LOADS[@]}"; do
+        rate=$(awk -v m="$max" -v p="$pct" 'BEGIN { printf "%d\n", m * p / 100 }')
+        ((rate >= 1)) || die "$b: closed-loop throughput $max is too low for an open-loop run"
+        log "$b: open loop at $pct % = $rate req/s, pool of $OPEN_CONNS connections"
+        one_run "$b" "open$pct" "$rate"
+    done
+done
+T_END=$EPOCHREALTIME
+
+# ---------------------------------------------------------------------------------------------------
+# Replication check: every row the run wrote on the primary must show up on the replica.
+ROWS_AFTER_PRIMARY=$(primary_sql "SELECT COUNT(*) FROM items")
+ROWS_AFTER_REPLICA=""
+for ((i = 0; i < REPL_POLLS; i++)); do
+    ROWS_AFTER_REPLICA=$(replica_sql "SELECT COUNT(*) FROM items")
+    [[ $ROWS_AFTER_REPLICA == "$ROWS_AFTER_PRIMARY" ]] && break
+    sleep 0.1
+done
+WRITTEN=$((ROWS_AFTER_PRIMARY - ROWS_BEFORE_PRIMARY))
+SEEN_REPLICA=$((ROWS_AFTER_REPLICA - ROWS_BEFORE_REPLICA))
+if ((WRITTEN > 0 && SEEN_REPLICA == WRITTEN)); then
+    REPL="OK: $WRITTEN rows written on the primary during the run, all $SEEN_REPLICA visible on the replica ($ROWS_AFTER_REPLICA rows in total)"
+    REPL_OK=1
+else
+    REPL="FAILED: $WRITTEN rows written on the primary, $SEEN_REPLICA visible on the replica after $((REPL_POLLS / 10)) s"
+    REPL_OK=0
+fi
+
+# ---------------------------------------------------------------------------------------------------
+# Report
+REPORT="$RESULTS_DIR/report.md"
+{
+    echo "# corelb seed-stack benchmark, $TS"
+    echo
+    echo "Command: \`DURATION=$DURATION WARMUP=$WARMUP loadgen/stack/bench.sh --balancer $(IFS=,; echo "${BALANCERS[*]}")$( ((QUICK)) && echo " --quick")\`"
+    echo
+    echo "Scenario: 90 % GET /items/{1-1000} (replica), 10 % POST /items (primary). Closed loop with $CLOSED_CONNS connections," \
+        "then open loop (pool of $OPEN_CONNS) at ${LOADS[*]} % of its throughput; ${DURATION}s measured after ${WARMUP}s warm-up." \
+        "Latencies in ms; corrected = from the intended send time; in the closed loop there is no schedule" \
+        "and both columns are the response time. Balancer CPU = utime+stime of all its processes over the window / requests."
+    echo
+    if ((PIN)); then
+        echo "Pinning: balancer on core $LB_CORE; loadgen, app nodes and MariaDB on core $LOAD_CORE."
+    else
+        echo "Pinning: none ($NCPU CPU)."
+    fi
+    echo
+    echo "| balancer | run | req/s | p50 corr | p99 corr | p99.9 corr | p99 uncorr | errors | X-Served-By | balancer CPU us/req | note |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|"
+    awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 }' "$SUMMARY"
+    if ((${#BALANCERS[@]} > 1)); then
+        echo
+        echo "Side by side (req/s; p99 corrected ms, the response p99 in the closed loop; balancer CPU us/req):"
+        echo
+        printf '| run |'
+        for b in "${BALANCERS[@]}"; do printf ' %s req/s | %s p99 | %s us/req |' "$b" "$b" "$b"; done
+        echo
+        printf '|---|'
+        for _ in "${BALANCERS[@]}"; do printf -- '---|---|---|'; done
+        echo
+        for label in closed $(printf 'open%s ' "${LOADS[@]}"); do
+            printf '| %s |' "$label"
+            for b in "${BALANCERS[@]}"; do
+                awk -F'\t' -v b="$b" -v l="$label" '$1 == b && $2 == l {
+                    printf " %s | %s | %s |", $3, $5, $10 }' "$SUMMARY"
+            done
+            echo
+        done
+    fi
+    echo
+    echo "Replication: $REPL"
+    echo
+    echo "Files: per run \`<balancer>-<run>.{txt,json,hgrm,csv}\` and \`-latency.svg\`/\`-timeseries.svg\`; configs in \`state/\`."
+} > "$REPORT"
+
+echo
+cat "$REPORT"
+echo
+log "measured runs took $(awk -v a="$T_START" -v b="$T_END" 'BEGIN { printf "%.0f", b - a }') s; report: $REPORT"
+((REPL_OK)) || exit 1
