@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# The benchmark, in one command: installs HAProxy, nginx-light and wrk if any is missing (Debian 12,
-# as root), builds corelb in release mode, then runs benches/compare.sh (corelb vs HAProxy vs nginx
-# vs direct-to-backend) and prints its report. Arguments and environment pass through to
-# compare.sh (e.g. --quick, DURATION, ROUNDS, PROXIES, SIZES; see benches/compare.sh --help).
-# Defaults here are a moderate run: DURATION=5 ROUNDS=3.
+# The benchmark, in one command: installs what is missing (HAProxy, nginx-light, wrk, MariaDB; Debian
+# 12, as root), builds the workspace in release mode, then
+#   1. the seed stack under load (loadgen/stack/bench.sh): a real MariaDB primary/replica pair, two
+#      app nodes, and corelb, HAProxy and nginx in turn in the load balancer's seat, measured by
+#      loadgen (closed loop, then open loop at 50 % and 80 % of the maximum);
+#   2. the proxy comparison on static backends (benches/compare.sh): corelb vs HAProxy vs nginx vs
+#      direct, CPU per request side by side.
+# `--quick` makes both short. Environment passes through: DURATION, ROUNDS, PROXIES, SIZES (compare.sh),
+# BALANCERS (default "corelb,haproxy,nginx" for the stack). Defaults: DURATION=5 ROUNDS=3.
 set -euo pipefail
 
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -18,15 +22,17 @@ if ! command -v cargo > /dev/null 2>&1 && [[ -x ${HOME:-/root}/.cargo/bin/cargo 
     PATH="${HOME:-/root}/.cargo/bin:$PATH"
 fi
 
-step "1/3 Checking the benchmark tools (haproxy, nginx, wrk; taskset and ss for pinning and port checks)"
+step "1/4 Checking the benchmark tools (haproxy, nginx, wrk, MariaDB; taskset and ss for pinning and port checks)"
 missing=()
+command -v mariadbd > /dev/null 2>&1 || missing+=(mariadb-server)
+command -v mariadb > /dev/null 2>&1 || missing+=(mariadb-client)
 command -v haproxy > /dev/null 2>&1 || missing+=(haproxy)
 command -v nginx > /dev/null 2>&1 || missing+=(nginx-light)
 command -v wrk > /dev/null 2>&1 || missing+=(wrk)
 command -v ss > /dev/null 2>&1 || missing+=(iproute2)
 command -v taskset > /dev/null 2>&1 || missing+=(util-linux)
 if ((${#missing[@]} == 0)); then
-    echo "all present: $(command -v haproxy nginx wrk | tr '\n' ' ')"
+    echo "all present: $(command -v haproxy nginx wrk mariadbd | tr '\n' ' ')"
 else
     install_cmd="apt-get install -y -o DPkg::Lock::Timeout=120 ${missing[*]}"
     if ((EUID != 0)); then
@@ -40,14 +46,22 @@ else
     DEBIAN_FRONTEND=noninteractive $install_cmd
 fi
 
-step "2/3 Building corelb (cargo build --release)"
+step "2/4 Building corelb, loadgen and appnode (cargo build --release --workspace)"
 if ! command -v cargo > /dev/null 2>&1; then
     echo "cargo not found: install a current Rust toolchain (https://rustup.rs), then rerun." >&2
     exit 1
 fi
-cargo build --release
+cargo build --release --workspace
 
-step "3/3 Running benches/compare.sh (pinned: proxy on core 1, wrk + backends on core 0)"
+quick=()
+for a in "$@"; do
+    [[ $a == --quick ]] && quick=(--quick)
+done
+
+step "3/4 The seed stack under load: loadgen/stack/bench.sh --balancer ${BALANCERS:-corelb,haproxy,nginx} ${quick[*]}"
+bash loadgen/stack/bench.sh --balancer "${BALANCERS:-corelb,haproxy,nginx}" "${quick[@]}"
+
+step "4/4 Running benches/compare.sh (pinned: proxy on core 1, wrk + backends on core 0)"
 export DURATION="${DURATION:-5}" ROUNDS="${ROUNDS:-3}"
 echo "DURATION=$DURATION ROUNDS=$ROUNDS; this takes about" \
     "$(((DURATION + 3) * ROUNDS * 4 * 2 / 60 + 1)) min for 4 targets and 2 body sizes"

@@ -248,3 +248,39 @@ fn cli_run_writes_every_output() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("only http://"));
 }
+
+/// `loadgen stack status` runs loadgen/stack/mariadb.sh: with a state directory where nothing runs it
+/// prints the script's report and exits with the script's "not running" status, 3 (not a generic 1).
+/// An unknown action is refused by the argument parser before any script runs.
+#[test]
+fn stack_subcommand_passes_the_script_status_through() {
+    let dir = std::env::temp_dir().join(format!("loadgen-nostack-{}", std::process::id()));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["stack", "status"])
+        .env("CORELB_STACK_DIR", &dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run loadgen stack status");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("primary: stopped")
+            && stdout.contains("replica: stopped")
+            && stdout.contains("replication: replica not running"),
+        "{stdout}"
+    );
+    assert!(!dir.exists(), "status must not create the state directory");
+
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["stack", "explode"])
+        .env("CORELB_STACK_DIR", &dir)
+        .output()
+        .expect("run loadgen stack explode");
+    assert_eq!(bad.status.code(), Some(2), "clap usage error");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid value 'explode'"));
+}
