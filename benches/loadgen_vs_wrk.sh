@@ -81,6 +81,7 @@ NCPU=$(getconf _NPROCESSORS_ONLN)
 if (($(ulimit -n) < 4096)); then
     ulimit -n "$(ulimit -Hn)" 2> /dev/null || true
 fi
+CLK_TCK=$(getconf CLK_TCK)
 (($(ulimit -n) >= CONNS + 64)) || die "open file limit $(ulimit -n) is too low for $CONNS connections"
 
 # ---------------------------------------------------------------------------------------------------
@@ -191,11 +192,11 @@ LG_CMD=(taskset -c "$LOAD_CORE" "$LOADGEN_BIN" run "$URL" -t 1 -c "$CONNS" -d "$
 OPEN_CMD=(taskset -c "$LOAD_CORE" "$LOADGEN_BIN" run "$URL" -t 1 -c "$CONNS" -d "${DURATION}s" --no-pin -R "$OPEN_RATE")
 
 RAW="$STATE/raw.tsv"
-printf 'tool\tround\trequests\twall_s\trps\tcpu_s\treq_per_cpu_s\tload_core_pct\tself_cpu_s\terrors\n' > "$RAW"
+printf 'tool\tround\trequests\twall_s\trps\tcpu_s\treq_per_cpu_s\tload_core_pct\tself_cpu_s\terrors\tforeign_pct\n' > "$RAW"
 
 # one_run tool round: run one generator in the foreground, record requests and CPU.
 one_run() {
-    local tool=$1 round=$2 out l0 lt0 l1 lt1 reqs wall cpu errs self="-"
+    local tool=$1 round=$2 out t0 t1 foreign l0 lt0 l1 lt1 reqs wall cpu errs self="-"
     local -a cmd
     out="$STATE/$tool-$round.out"
     case "$tool" in
@@ -206,8 +207,10 @@ one_run() {
     esac
     read -r l0 lt0 <<< "$(core_busy_and_total "$LOAD_CORE")"
     children_cpu_to "$STATE/times0"
+    t0=$EPOCHREALTIME
     timeout --kill-after=5 $((DURATION + GEN_SLACK_S)) "${cmd[@]}" < /dev/null > "$out" 2> "$out.err" ||
         die "$tool failed (rc $?): $(tail -n 5 "$out.err" "$out")"
+    t1=$EPOCHREALTIME
     children_cpu_to "$STATE/times1"
     read -r l1 lt1 <<< "$(core_busy_and_total "$LOAD_CORE")"
     alive "$NGINX_PID" || die "nginx died during the $tool run: $(tail -n 5 "$NGX/error.log")"
@@ -225,14 +228,18 @@ one_run() {
         errs=$(jq -r '.errors_total' "$out.json")
         self=$(jq -r '.cpu.cpu_seconds | . * 1000 | round / 1000' "$out.json")
     fi
+    # Foreign: CPU on the load core not used by the generator (other tenants of this shared machine),
+    # in % of the core over the run. /proc/stat is tick-sampled, so a few % either way is noise.
+    foreign=$(awk -v b=$((l1 - l0)) -v hz="$CLK_TCK" -v c="$cpu" -v a="$t0" -v z="$t1" \
+        'BEGIN { w = z - a; if (w > 0) printf "%.0f", (b / hz - c) * 100 / w; else print "nan" }')
     [[ -n $reqs && $reqs =~ ^[0-9]+$ && $reqs -gt 0 ]] || die "could not parse $tool output: $(head -c 2000 "$out")"
     awk -v c="$cpu" 'BEGIN { exit !(c > 0) }' || die "$tool used no measurable CPU (times: $(cat "$STATE/times1"))"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$round" "$reqs" "$wall" \
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$tool" "$round" "$reqs" "$wall" \
         "$(awk -v r="$reqs" -v w="$wall" 'BEGIN { printf "%.0f", r / w }')" "$cpu" \
         "$(awk -v r="$reqs" -v c="$cpu" 'BEGIN { printf "%.0f", r / c }')" \
         "$(awk -v b=$((l1 - l0)) -v t=$((lt1 - lt0)) 'BEGIN { if (t > 0) printf "%.0f", b * 100 / t; else print "nan" }')" \
-        "$self" "$errs" >> "$RAW"
-    log "$(tail -n 1 "$RAW" | awk -F'\t' '{ printf "%-12s round %s  %8s req/s  %8s requests  gen CPU %6s s  %7s req/CPU-s  load core %3s%%  errors %s", $1, $2, $5, $3, $6, $7, $8, $10 }')"
+        "$self" "$errs" "$foreign" >> "$RAW"
+    log "$(tail -n 1 "$RAW" | awk -F'\t' '{ printf "%-12s round %s  %8s req/s  %8s requests  gen CPU %6s s  %7s req/CPU-s  load core %3s%% (foreign %3s%%)  errors %s", $1, $2, $5, $3, $6, $7, $8, $11, $10 }')"
 }
 
 log "nginx pid $NGINX_PID on core $SERVER_CORE, $URL; generators on core $LOAD_CORE; ${DURATION}s x $ROUNDS rounds, $CONNS connections"
@@ -281,11 +288,12 @@ echo "    ${LG_CMD[*]} --json FILE"
 echo
 echo "Generator CPU = user+system of the whole generator process (getrusage of the reaped child), start-up"
 echo "and teardown included. req/CPU-s = requests completed / that CPU. Load core % = core $LOAD_CORE busy over"
-echo "the run (anything else scheduled there counts too). loadgen self CPU = its own report's figure (measured window)."
+echo "the run; foreign % = the part of it not used by the generator (other tenants: the generator could not"
+echo "have its core to itself; /proc/stat is tick-sampled, a few % is noise). loadgen self CPU = its own report's figure (measured window)."
 echo
-echo "| run | round | req/s | requests | gen CPU s | req/CPU-s | load core % | loadgen self CPU s | errors |"
-echo "|---|---|---|---|---|---|---|---|---|"
-awk -F'\t' 'NR > 1 && $1 != "loadgen-open" { printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $5, $3, $6, $7, $8, $9, $10 }' "$RAW"
+echo "| run | round | req/s | requests | gen CPU s | req/CPU-s | load core % | foreign % | loadgen self CPU s | errors |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+awk -F'\t' 'NR > 1 && $1 != "loadgen-open" { printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $5, $3, $6, $7, $8, $11, $9, $10 }' "$RAW"
 echo
 echo "| medians | req/s | gen CPU s | req/CPU-s |"
 echo "|---|---|---|---|"
@@ -303,5 +311,5 @@ if ((OPEN_RATE > 0)); then
     echo
     f="$STATE/loadgen-open-1.out.json"
     awk -F'\t' -v rate="$OPEN_RATE" -v late="$(jq -r '.late_sends' "$f")" -v unsent="$(jq -r '.unsent' "$f")" \
-        '$1 == "loadgen-open" { printf "loadgen OPEN LOOP -R %s: %s req/s achieved, %s requests, gen CPU %s s, %s req/CPU-s, load core %s%%, late sends %s, unsent %s, errors %s\n", rate, $5, $3, $6, $7, $8, late, unsent, $10 }' "$RAW"
+        '$1 == "loadgen-open" { printf "loadgen OPEN LOOP -R %s: %s req/s achieved, %s requests, gen CPU %s s, %s req/CPU-s, load core %s%% (foreign %s%%), late sends (> 1 ms behind schedule) %s, unsent %s, errors %s\n", rate, $5, $3, $6, $7, $8, $11, late, unsent, $10 }' "$RAW"
 fi

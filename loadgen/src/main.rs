@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Load one URL (or a scenario's request mix) and report throughput, errors and latency.
-    Run(loadgen::cli::RunArgs),
+    Run(Box<loadgen::cli::RunArgs>),
     /// The benchmark stack's MariaDB primary and replica (runs loadgen/stack/mariadb.sh; its
     /// settings come from the environment, e.g. CORELB_STACK_DIR: see `mariadb.sh help`).
     Stack {

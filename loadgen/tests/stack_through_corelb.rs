@@ -5,7 +5,8 @@
 //! replica. Then everything is stopped by PID, the pair brought down, and no process of it remains.
 //!
 //! Uses the debug binaries: loadgen and appnode from this crate, corelb from the workspace's target
-//! directory (built here with `cargo build -p corelb --bin corelb` when it is missing).
+//! directory (when it is missing, built here with `cargo build -p corelb --bin corelb` into a
+//! directory of its own under the target directory: see NESTED_TARGET).
 //! Needs mariadb-server (Debian). Without it the test says SKIPPED and passes, except under CI
 //! (CI=true), where a missing server is a failure: CI is expected to install it.
 
@@ -97,8 +98,14 @@ fn run_bounded(cmd: &mut Command, timeout: Duration) -> Output {
     }
 }
 
+/// Where a missing corelb is built, under the workspace's target directory. Not the target directory
+/// itself: `cargo test` holds that directory's lock while the tests run, so a nested `cargo build`
+/// there would wait for the lock until BUILD_TIMEOUT (rust-lang/rust#35816).
+const NESTED_TARGET: &str = "stack-test-corelb";
+
 /// The debug corelb binary of this workspace: `<target>/debug/corelb`, where this test binary is
-/// `<target>/debug/deps/<name>-<hash>` (so a custom CARGO_TARGET_DIR is followed too).
+/// `<target>/debug/deps/<name>-<hash>` (so a custom CARGO_TARGET_DIR is followed too). When it is
+/// missing, corelb is built (once; later runs are incremental no-ops) into `<target>/NESTED_TARGET`.
 fn corelb_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let debug_dir = exe
@@ -106,27 +113,34 @@ fn corelb_binary() -> PathBuf {
         .and_then(Path::parent)
         .unwrap_or_else(|| panic!("unexpected test binary path {}", exe.display()));
     let bin = debug_dir.join("corelb");
-    if !bin.is_file() {
-        eprintln!(
-            "{} is missing: building it with `cargo build -p corelb --bin corelb` (once)",
-            bin.display()
-        );
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let target_dir = debug_dir.parent().expect("target dir");
-        let out = run_bounded(
-            Command::new(cargo)
-                .args(["build", "-p", "corelb", "--bin", "corelb"])
-                .env("CARGO_TARGET_DIR", target_dir)
-                .current_dir(WORKSPACE),
-            BUILD_TIMEOUT,
-        );
-        assert!(
-            out.status.success() && bin.is_file(),
-            "building corelb failed; run `cargo build -p corelb` yourself:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    if bin.is_file() {
+        return bin;
     }
-    bin
+    let target_dir = debug_dir
+        .parent()
+        .expect("the target directory above debug/")
+        .join(NESTED_TARGET);
+    eprintln!(
+        "{} is missing (run `cargo build -p corelb` first to skip this): building it now with \
+         `cargo build -p corelb --bin corelb` into {}",
+        bin.display(),
+        target_dir.display()
+    );
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = run_bounded(
+        Command::new(cargo)
+            .args(["build", "-p", "corelb", "--bin", "corelb"])
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .current_dir(WORKSPACE),
+        BUILD_TIMEOUT,
+    );
+    let built = target_dir.join("debug").join("corelb");
+    assert!(
+        out.status.success() && built.is_file(),
+        "building corelb failed; run `cargo build -p corelb` yourself:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    built
 }
 
 /// Everything this test started; whatever happens, Drop stops it by PID and purges the pair.
@@ -161,7 +175,10 @@ impl Stack {
     }
 
     fn script_ok(&self, args: &[&str]) {
-        assert!(self.script(args).status.success(), "mariadb.sh {args:?} failed");
+        assert!(
+            self.script(args).status.success(),
+            "mariadb.sh {args:?} failed"
+        );
     }
 
     /// Spawns `cmd` with stderr piped and returns the first line, within STARTUP_TIMEOUT, that
@@ -290,7 +307,10 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         let _ = self.stop_children();
-        let _ = std::fs::remove_file(&self.config);
+        // The config's directory is this test's private work directory (scenario, JSON).
+        if let Some(work) = self.config.parent() {
+            let _ = std::fs::remove_dir_all(work);
+        }
         // Whatever happened, stop the servers this test started and delete their state.
         let _ = self.script(&["purge"]);
     }
@@ -384,7 +404,10 @@ fn stack_under_load_through_corelb() {
 
     let primary_before = count_rows(stack.primary_port);
     let replica_before = count_rows(stack.replica_port);
-    assert_eq!(primary_before, replica_before, "replica caught up before the run");
+    assert_eq!(
+        primary_before, replica_before,
+        "replica caught up before the run"
+    );
 
     let scenario = work.join("scenario.toml");
     std::fs::write(&scenario, SCENARIO).expect("write scenario");
@@ -410,7 +433,12 @@ fn stack_under_load_through_corelb() {
     let r: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
 
     // No errors of any class (connect, timeout, read, write, parse, 4xx, 5xx).
-    assert_eq!(u64_at(&r["errors_total"], "errors_total"), 0, "{}", r["errors"]);
+    assert_eq!(
+        u64_at(&r["errors_total"], "errors_total"),
+        0,
+        "{}",
+        r["errors"]
+    );
     let responses = u64_at(&r["responses"], "responses");
     assert!(responses > 0, "no responses");
 
@@ -488,7 +516,6 @@ fn stack_under_load_through_corelb() {
     stack.script_ok(&["down"]);
     let left = processes_mentioning(&dir_str);
     assert!(left.is_empty(), "processes left after down: {left:?}");
-    let _ = std::fs::remove_dir_all(&work);
 
     eprintln!(
         "stack through corelb: pair up in {:.1} s; {responses} responses ({n1} app1 / {n2} app2), \
