@@ -338,29 +338,11 @@ cpu_ticks() {
 # ---------------------------------------------------------------------------------------------------
 # Configurations
 write_corelb_cfg() {
-    cat << EOF
-[global]
-grace = "1s"
-
-[[frontend]]
-name = "bench"
-bind = ["127.0.0.1:$CORELB_PORT"]
-default_backend = "app"
-
-[[backend]]
-name = "app"
-
-[backend.pool]
-max_idle_per_server = 256
-
-[[backend.server]]
-name = "app1"
-address = "127.0.0.1:$APP1_PORT"
-
-[[backend.server]]
-name = "app2"
-address = "127.0.0.1:$APP2_PORT"
-EOF
+    # configs/stack.toml is the stack's corelb configuration; only its addresses follow the ports here.
+    sed -e "s/127\.0\.0\.1:18110/127.0.0.1:$CORELB_PORT/" \
+        -e "s/127\.0\.0\.1:18101/127.0.0.1:$APP1_PORT/" \
+        -e "s/127\.0\.0\.1:18102/127.0.0.1:$APP2_PORT/" \
+        "$REPO_DIR/configs/stack.toml"
 }
 
 write_haproxy_cfg() {
