@@ -10,24 +10,21 @@
 //! Needs mariadb-server (Debian). Without it the test says SKIPPED and passes, except under CI
 //! (CI=true), where a missing server is a failure: CI is expected to install it.
 
+mod stack_common;
+use stack_common::{
+    free_port, mariadbd_installed, processes_mentioning, run_bounded, INSTALL_CMD, SCRIPT,
+    SCRIPT_INNER_TIMEOUT_SECS, SCRIPT_TIMEOUT,
+};
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/stack/mariadb.sh");
 const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 const APPNODE: &str = env!("CARGO_BIN_EXE_appnode");
 const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
-const INSTALL_CMD: &str = "apt-get update && apt-get install -y -o DPkg::Lock::Timeout=120 \
-                           mariadb-server mariadb-client";
-/// Bound on one run of mariadb.sh (a fresh pair takes 1-5 s here; its own waits are bounded by
-/// CORELB_STACK_TIMEOUT, set below this).
-const SCRIPT_TIMEOUT: Duration = Duration::from_secs(150);
-const SCRIPT_INNER_TIMEOUT_SECS: &str = "60";
 /// Bound on building corelb when its debug binary is missing (a cold debug build on 2 busy cores).
 const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
 /// Bound on an app node printing its address, and on corelb printing `ready`.
@@ -62,41 +59,6 @@ path = "/items"
 headers = { Content-Type = "application/json" }
 body = '{"name":"through-corelb"}'
 "#;
-
-fn mariadbd_installed() -> bool {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
-        .any(|dir| dir.join("mariadbd").is_file())
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr").port()
-}
-
-/// Runs a command with a deadline; kills it (by its PID) when the deadline passes.
-fn run_bounded(cmd: &mut Command, timeout: Duration) -> Output {
-    let child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(timeout) {
-        Ok(out) => out.expect("wait"),
-        Err(_) => {
-            // SAFETY: kill(2) on the PID of a child this test started and has not reaped.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-            panic!("{cmd:?} did not finish within {timeout:?}");
-        }
-    }
-}
 
 /// Where a missing corelb is built, under the workspace's target directory. Not the target directory
 /// itself: `cargo test` holds that directory's lock while the tests run, so a nested `cargo build`
@@ -336,28 +298,6 @@ fn count_rows(port: u16) -> u64 {
     text.trim()
         .parse()
         .unwrap_or_else(|e| panic!("row count {text:?}: {e}"))
-}
-
-/// PIDs of processes whose command line mentions `needle`.
-fn processes_mentioning(needle: &str) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        // A zombie has an empty command line: it is already stopped.
-        if String::from_utf8_lossy(&cmdline).contains(needle) {
-            pids.push(pid);
-        }
-    }
-    pids
 }
 
 fn u64_at(v: &serde_json::Value, what: &str) -> u64 {
