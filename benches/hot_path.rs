@@ -59,6 +59,7 @@ fn heads(c: &mut Criterion) {
         client_ip: b"203.0.113.7",
         trusted: false,
         default_host: b"app",
+        strip_cookie: None,
     };
     let mut g = c.benchmark_group("head");
     g.throughput(Throughput::Bytes(BROWSER_GET.len() as u64));
@@ -93,6 +94,7 @@ fn heads(c: &mut Criterion) {
                 &fields,
                 ClientFraming::Length(1024),
                 ConnectionField::None,
+                b"",
             );
             black_box(out.len())
         })

@@ -32,6 +32,10 @@ pub const MAX_SPARE_EXCHANGES: usize = 256;
 /// connection is constant whatever the body size (a 1 GiB upload uses this much, not 1 GiB).
 pub const BODY_BUF: usize = 32 * 1024;
 
+/// Buffer per direction of a TCP-mode connection (two per connection, allocated at accept): as large
+/// as the body buffer, so bulk transfers move 32 KiB per syscall like HTTP bodies.
+pub const TCP_BUF: usize = BODY_BUF;
+
 /// Longest chunk-size line including extensions (RFC 9112 §7.1.1 puts no bound; we must).
 pub const MAX_CHUNK_LINE: usize = 4 * 1024;
 /// Most hex digits in a chunk size: 16 digits fill a u64; more is an overflow attempt.

@@ -15,7 +15,8 @@ use glommio::sync::Semaphore;
 use glommio::{LocalExecutorBuilder, Placement};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::config::Config;
+use crate::config::{Config, Mode};
+use crate::health::{self, board::Board};
 use crate::limits::ACCEPT_BACKOFF_MS;
 use crate::log_info;
 use crate::worker::WorkerCtx;
@@ -136,12 +137,19 @@ pub fn run(cfg: Config, workers: Option<usize>) -> Result<(), StartError> {
     raise_nofile_limit();
     install_signal_handlers();
     let cfg = Arc::new(cfg);
+    let board = Arc::new(Board::new(
+        &cfg.backends
+            .iter()
+            .map(|b| b.servers.len())
+            .collect::<Vec<_>>(),
+    ));
     let listeners = bind_all(&cfg, workers)?;
     let (ready_tx, ready_rx) = mpsc::channel::<usize>();
     let mut handles = Vec::with_capacity(workers);
     for (id, socks) in listeners.into_iter().enumerate() {
         let cpu = cpus[id % cpus.len()];
         let cfg = cfg.clone();
+        let board = board.clone();
         let ready = ready_tx.clone();
         let h = LocalExecutorBuilder::new(Placement::Unbound)
             .name(&format!("corelb-w{id}"))
@@ -151,7 +159,7 @@ pub fn run(cfg: Config, workers: Option<usize>) -> Result<(), StartError> {
             .spawn(move || async move {
                 // Pin inside the executor thread, to a CPU out of the process's allowed set (taskset, cpuset).
                 core_affinity::set_for_current(cpu);
-                worker_main(id, workers, cfg, socks, ready).await
+                worker_main(id, workers, cfg, board, socks, ready).await
             })
             .map_err(|e| StartError::Worker {
                 worker: id,
@@ -190,10 +198,18 @@ async fn worker_main(
     id: usize,
     workers: usize,
     cfg: Arc<Config>,
+    board: Arc<Board>,
     socks: Listeners,
     ready: mpsc::Sender<usize>,
 ) {
-    let ctx = Rc::new(WorkerCtx::new(id, cfg.clone()));
+    let ctx = Rc::new(WorkerCtx::new(id, workers, cfg.clone(), board.clone()));
+    health::owner::spawn_owned(
+        id,
+        workers,
+        &cfg,
+        &board,
+        Rc::new(|| SHUTDOWN.load(Ordering::Relaxed)),
+    );
     let mut accept_tasks = Vec::new();
     for (fi, sock) in socks {
         let fe = &cfg.frontends[fi];
@@ -216,12 +232,20 @@ async fn worker_main(
     while !SHUTDOWN.load(Ordering::Relaxed) {
         glommio::timer::sleep(CONTROL_TICK).await;
         let now = Instant::now();
+        ctx.sync_health(now);
         if now.duration_since(last_sweep) >= POOL_SWEEP_EVERY {
             last_sweep = now;
             for b in &ctx.backends {
                 b.pool.borrow_mut().sweep(now);
             }
         }
+    }
+    if ctx.health_applied.get() > 0 {
+        log_info!(
+            "worker={id} applied {} health changes, slowest propagation {} ms",
+            ctx.health_applied.get(),
+            ctx.health_max_lag.get().as_millis()
+        );
     }
     // Graceful shutdown: stop accepting (closing the listeners), let in-flight requests finish.
     ctx.draining.set(true);
@@ -262,7 +286,10 @@ async fn accept_loop(ctx: Rc<WorkerCtx>, fi: usize, listener: TcpListener, limit
             Some(Ok(stream)) => {
                 let ctx = ctx.clone();
                 glommio::spawn_local(async move {
-                    crate::proxy::serve(ctx, fi, stream).await;
+                    match ctx.cfg.frontends[fi].mode {
+                        Mode::Http => crate::proxy::serve(ctx, fi, stream).await,
+                        Mode::Tcp => crate::proxy::serve_tcp(ctx, fi, stream).await,
+                    }
                     drop(permit);
                 })
                 .detach();

@@ -45,6 +45,7 @@ fn default_client_timeouts() -> ClientTimeouts {
         header: secs(10),
         keepalive: secs(60),
         body: secs(30),
+        idle: secs(3600),
     }
 }
 
@@ -63,17 +64,28 @@ fn default_pool() -> PoolSettings {
     }
 }
 
-fn server(name: &str, a: &str) -> Server {
+fn server_in(backend: &str, name: &str, a: &str) -> Server {
     Server {
         name: name.into(),
         addr: addr(a),
         weight: nz32(1),
+        backup: false,
+        admin: AdminState::Up,
+        maxconn: None,
+        cookie: config::policy::default_cookie(backend, name),
+        send_proxy: None,
     }
+}
+
+fn server(name: &str, a: &str) -> Server {
+    server_in("app", name, a)
 }
 
 fn frontend(name: &str, binds: &[&str], default_backend: usize) -> Frontend {
     Frontend {
         name: name.into(),
+        mode: Mode::Http,
+        accept_proxy: false,
         binds: binds.iter().map(|b| addr(b)).collect(),
         backlog: nz32(limits::DEFAULT_BACKLOG),
         maxconn: nz(limits::DEFAULT_MAXCONN),
@@ -92,6 +104,11 @@ fn backend(name: &str, servers: Vec<Server>) -> Backend {
         servers,
         timeouts: default_backend_timeouts(),
         pool: default_pool(),
+        allbackups: false,
+        slowstart: None,
+        check: None,
+        passive: None,
+        cookie: None,
     }
 }
 
@@ -135,18 +152,43 @@ fn reference_validates_to_expected_values() {
             backend: 0,
         },
     ];
+    let mut app = backend(
+        "app",
+        vec![
+            server("app1", "127.0.0.1:9001"),
+            server("s2", "127.0.0.1:9002"),
+        ],
+    );
+    app.check = Some(Check {
+        kind: CheckKind::Http(HttpCheck {
+            method: "GET".into(),
+            path: "/health".into(),
+            host: None,
+            expect_status: (200, 399),
+            expect_body: None,
+            disable_on_404: false,
+        }),
+        interval: secs(2),
+        fastinter: Duration::from_millis(500),
+        jitter_percent: 10,
+        timeout: secs(1),
+        rise: nz32(2),
+        fall: nz32(3),
+    });
+    app.passive = Some(Passive {
+        error_limit: nz32(5),
+        eject: secs(10),
+        max_eject: secs(300),
+    });
+    app.cookie = Some(StickyCookie {
+        name: "SERVERID".into(),
+    });
     let expected = Config {
         global: default_global(),
         frontends: vec![www],
         backends: vec![
-            backend(
-                "app",
-                vec![
-                    server("app1", "127.0.0.1:9001"),
-                    server("s2", "127.0.0.1:9002"),
-                ],
-            ),
-            backend("api", vec![server("s1", "[::1]:9101")]),
+            app,
+            backend("api", vec![server_in("api", "s1", "[::1]:9101")]),
         ],
     };
     assert_eq!(config, expected);
@@ -176,6 +218,23 @@ fn reference_defaults_are_the_real_defaults() {
         "max_idle_per_server",
         "idle_timeout",
         "weight",
+        "allbackups",
+        "interval",
+        "fastinter",
+        "jitter_percent",
+        "timeout",
+        "rise",
+        "fall",
+        "method",
+        "expect_status",
+        "disable_on_404",
+        "error_limit",
+        "eject",
+        "max_eject",
+        "backup",
+        "state",
+        "mode",
+        "accept_proxy",
     ];
     let stripped: String = text
         .lines()
@@ -227,6 +286,16 @@ fn fixture_of(e: &ConfigError) -> &'static str {
         ConfigError::InvalidName { .. } => "invalid_name.toml",
         ConfigError::TooMany { .. } => "too_many.toml",
         ConfigError::EmptyRoute { .. } => "empty_route.toml",
+        ConfigError::InvalidHashKey { .. } => "invalid_hash_key.toml",
+        ConfigError::UnknownCheckType { .. } => "unknown_check_type.toml",
+        ConfigError::InvalidStatusRange { .. } => "invalid_status_range.toml",
+        ConfigError::UnknownServerState { .. } => "unknown_server_state.toml",
+        ConfigError::InvalidCheckRequest { .. } => "invalid_check_request.toml",
+        ConfigError::InvalidCookie { .. } => "invalid_cookie.toml",
+        ConfigError::Inconsistent { .. } => "inconsistent.toml",
+        ConfigError::UnknownMysqlRole { .. } => "unknown_mysql_role.toml",
+        ConfigError::UnknownMode { .. } => "unknown_mode.toml",
+        ConfigError::UnknownProxyVersion { .. } => "unknown_proxy_version.toml",
     }
 }
 
@@ -270,6 +339,25 @@ const FIXTURES: &[(&str, &str)] = &[
     ("invalid_name.toml", r#"backend["app"].server[0].name"#),
     ("too_many.toml", r#"frontend["www"].trusted_proxies"#),
     ("empty_route.toml", r#"frontend["www"].route[0]"#),
+    ("invalid_hash_key.toml", r#"backend["app"].hash_key"#),
+    ("unknown_check_type.toml", r#"backend["app"].check.type"#),
+    (
+        "invalid_status_range.toml",
+        r#"backend["app"].check.expect_status"#,
+    ),
+    (
+        "unknown_server_state.toml",
+        r#"backend["app"].server["app2"].state"#,
+    ),
+    ("invalid_check_request.toml", r#"backend["app"].check.path"#),
+    ("invalid_cookie.toml", r#"backend["app"].cookie.name"#),
+    ("inconsistent.toml", r#"backend["app"].hash_key"#),
+    ("unknown_mysql_role.toml", r#"backend["db"].check.role"#),
+    ("unknown_mode.toml", r#"frontend["mysql"].mode"#),
+    (
+        "unknown_proxy_version.toml",
+        r#"backend["app"].server["app1"].send_proxy"#,
+    ),
 ];
 
 #[test]
@@ -492,7 +580,7 @@ trusted_proxies = ["10.0.0.0/33"]
 
 [[backend]]
 name = "app"
-algorithm = "random"
+algorithm = "fastest"
 "#;
     let errors = config::from_toml(text).unwrap_err();
     let fields: Vec<&str> = errors.iter().map(|e| e.field()).collect();
@@ -852,8 +940,8 @@ fn quick_start() {
             backends: vec![backend(
                 "quick",
                 vec![
-                    server("s1", "127.0.0.1:9001"),
-                    server("s2", "127.0.0.1:9002")
+                    server_in("quick", "s1", "127.0.0.1:9001"),
+                    server_in("quick", "s2", "127.0.0.1:9002")
                 ]
             )],
         }

@@ -371,8 +371,10 @@ frontend bench
 
 backend app
     balance roundrobin
-    server app1 127.0.0.1:$APP1_PORT
-    server app2 127.0.0.1:$APP2_PORT
+    # The same health check as configs/stack.toml's [backend.check].
+    option httpchk GET /healthz
+    server app1 127.0.0.1:$APP1_PORT check inter 2s
+    server app2 127.0.0.1:$APP2_PORT check inter 2s
 EOF
 }
 

@@ -13,6 +13,8 @@
 #   CORELB_STACK_DIR [/tmp/corelb-stack]   state directory (kept short: unix socket paths max 107 bytes)
 #   CORELB_PRIMARY_PORT [13306]  CORELB_REPLICA_PORT [13307]
 #   CORELB_DB_USER [corelb]  CORELB_DB_PASSWORD [corelb]   the app user (no SUPER, so read_only binds it)
+#   CORELB_CHECK_USER [corelb_check]  CORELB_CHECK_PASSWORD [corelb_check]   the health-check user
+#                                (only SLAVE MONITOR, for SHOW SLAVE STATUS; made on every `up`)
 #   CORELB_SEED_ROWS [1000]      rows inserted into corelb.items when the primary is created
 #   CORELB_STACK_TIMEOUT [60]    seconds to wait for a server to start, stop or replicate
 # Needs mariadb-server and mariadb-client (Debian): it installs nothing itself.
@@ -27,6 +29,8 @@ PRIMARY_PORT=${CORELB_PRIMARY_PORT:-13306}
 REPLICA_PORT=${CORELB_REPLICA_PORT:-13307}
 APP_USER=${CORELB_DB_USER:-corelb}
 APP_PASSWORD=${CORELB_DB_PASSWORD:-corelb}
+CHECK_USER=${CORELB_CHECK_USER:-corelb_check}
+CHECK_PASSWORD=${CORELB_CHECK_PASSWORD:-corelb_check}
 SEED_ROWS=${CORELB_SEED_ROWS:-1000}
 TIMEOUT=${CORELB_STACK_TIMEOUT:-60}
 # The replication account only ever logs in from 127.0.0.1 to a loopback-only server.
@@ -53,7 +57,7 @@ done
     die "ports must be in 1..65535"
 ((PRIMARY_PORT != REPLICA_PORT)) || die "the primary and replica ports must differ"
 # The names and passwords go into SQL string literals: allow only characters that need no quoting.
-for v in APP_USER APP_PASSWORD; do
+for v in APP_USER APP_PASSWORD CHECK_USER CHECK_PASSWORD; do
     [[ ${!v} =~ ^[A-Za-z0-9_]{1,32}$ ]] || die "$v must be 1-32 characters of [A-Za-z0-9_]"
 done
 # Relative paths would change meaning with the working directory of later commands.
@@ -291,6 +295,22 @@ slave_status() {
         END { printf "%s\037%s\037%s\037%s\037%s\n", io, sq, lag, ioe, sqe }'
 }
 
+# The health-check account on server $1, made on every `up` (not only at creation) so that a pair
+# created before it existed gets it too. Not replicated (sql_log_bin=0), like the app user: each
+# server has its own. SLAVE MONITOR (alias REPLICA MONITOR) is all SHOW SLAVE STATUS needs in 10.11;
+# @@read_only needs no privilege.
+setup_check_user() {
+    local server=$1 host stmts=""
+    for host in 127.0.0.1 localhost; do
+        stmts+="
+        CREATE USER IF NOT EXISTS '$CHECK_USER'@'$host' IDENTIFIED BY '$CHECK_PASSWORD';
+        ALTER USER '$CHECK_USER'@'$host' IDENTIFIED BY '$CHECK_PASSWORD';
+        GRANT SLAVE MONITOR ON *.* TO '$CHECK_USER'@'$host';"
+    done
+    sql "$server" "SET sql_log_bin=0; $stmts SET sql_log_bin=1;" ||
+        die "$server: creating the check user '$CHECK_USER' failed"
+}
+
 # Waits until both replication threads run, then until the replica has applied everything the
 # primary had written when we asked (MASTER_GTID_WAIT), so that `up` returns with the seed rows
 # readable on the replica.
@@ -324,6 +344,8 @@ cmd_up() {
     r=$(running_pid replica)
     if [[ -n $p && -n $r ]]; then
         log "already running: primary pid $p (127.0.0.1:$PRIMARY_PORT), replica pid $r (127.0.0.1:$REPLICA_PORT)"
+        setup_check_user primary
+        setup_check_user replica
         wait_replicating
         return 0
     fi
@@ -339,10 +361,12 @@ cmd_up() {
     init_server replica 2
     start_server primary
     setup_primary
+    setup_check_user primary
     start_server replica
     setup_replica
+    setup_check_user replica
     wait_replicating
-    echo "primary 127.0.0.1:$PRIMARY_PORT  replica 127.0.0.1:$REPLICA_PORT  user $APP_USER  database corelb"
+    echo "primary 127.0.0.1:$PRIMARY_PORT  replica 127.0.0.1:$REPLICA_PORT  user $APP_USER  check user $CHECK_USER  database corelb"
 }
 
 # SIGTERM (a normal shutdown), then poll; a zombie counts as stopped. SIGKILL only after the timeout.

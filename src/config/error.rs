@@ -154,8 +154,8 @@ pub enum ConfigError {
     },
 
     #[error(
-        "{field}: unknown algorithm {value:?}; hint: the only algorithm is \"roundrobin\" (HAProxy's \
-         `balance roundrobin`, nginx's default)"
+        "{field}: unknown algorithm {value:?}; hint: use \"roundrobin\" (the default), \"leastconn\", \
+         \"random\" (two random choices), \"first\" or \"hash\" (with hash_key)"
     )]
     UnknownAlgorithm { field: String, value: String },
 
@@ -184,6 +184,68 @@ pub enum ConfigError {
          match no route go to default_backend)"
     )]
     EmptyRoute { field: String },
+
+    #[error(
+        "{field}: invalid hash key {value:?}; hint: use \"source\" (client IP), \"uri\" (path), \
+         \"header:NAME\" or \"cookie:NAME\""
+    )]
+    InvalidHashKey { field: String, value: String },
+
+    #[error(
+        "{field}: unknown check type {value:?}; hint: use \"http\" (a request and an expected status), \
+         \"tcp\" (a connect) or \"mysql\" (a MySQL/MariaDB greeting, or a login with user/password)"
+    )]
+    UnknownCheckType { field: String, value: String },
+
+    #[error(
+        "{field}: invalid status range {value:?}; hint: use one status such as \"200\" or a range such as \
+         \"200-399\", within 100-599"
+    )]
+    InvalidStatusRange { field: String, value: String },
+
+    #[error("{field}: unknown server state {value:?}; hint: use \"up\" (the default), \"drain\" or \"maint\"")]
+    UnknownServerState { field: String, value: String },
+
+    /// An HTTP check's method, path or host that would not make a valid request line or Host field.
+    #[error("{field}: invalid value {value:?} for a health check request: {reason}; hint: {hint}")]
+    InvalidCheckRequest {
+        field: String,
+        value: String,
+        reason: &'static str,
+        hint: &'static str,
+    },
+
+    /// A cookie name or value that is not an RFC 6265 token / cookie-octet string.
+    #[error(
+        "{field}: invalid cookie {what} {value:?}; hint: use 1 to {max} characters among A-Z a-z 0-9 and \
+         !#$%&'*+-.^_`|~ (RFC 6265 §4.1.1)",
+        max = super::parse::MAX_NAME_LEN
+    )]
+    InvalidCookie {
+        field: String,
+        what: &'static str,
+        value: String,
+    },
+
+    #[error(
+        "{field}: unknown MySQL role {value:?}; hint: use \"writer\" (read_only = 0 only), \"reader\" \
+         (replicas within max_replication_lag, backups when none) or \"any\" (the default)"
+    )]
+    UnknownMysqlRole { field: String, value: String },
+
+    #[error("{field}: unknown mode {value:?}; hint: use \"http\" (the default) or \"tcp\" (a byte stream, e.g. for MySQL)")]
+    UnknownMode { field: String, value: String },
+
+    #[error("{field}: unknown PROXY protocol version {value:?}; hint: use \"v1\" (text) or \"v2\" (binary)")]
+    UnknownProxyVersion { field: String, value: String },
+
+    /// Options that contradict each other or one that has no effect where it is set.
+    #[error("{field}: {reason}; hint: {hint}")]
+    Inconsistent {
+        field: String,
+        reason: &'static str,
+        hint: &'static str,
+    },
 }
 
 impl ConfigError {
@@ -211,7 +273,17 @@ impl ConfigError {
             | ConfigError::UnknownAlgorithm { field, .. }
             | ConfigError::InvalidName { field, .. }
             | ConfigError::TooMany { field, .. }
-            | ConfigError::EmptyRoute { field } => field,
+            | ConfigError::EmptyRoute { field }
+            | ConfigError::InvalidHashKey { field, .. }
+            | ConfigError::UnknownCheckType { field, .. }
+            | ConfigError::InvalidStatusRange { field, .. }
+            | ConfigError::UnknownServerState { field, .. }
+            | ConfigError::InvalidCheckRequest { field, .. }
+            | ConfigError::InvalidCookie { field, .. }
+            | ConfigError::UnknownMysqlRole { field, .. }
+            | ConfigError::UnknownMode { field, .. }
+            | ConfigError::UnknownProxyVersion { field, .. }
+            | ConfigError::Inconsistent { field, .. } => field,
         }
     }
 }

@@ -31,6 +31,9 @@ pub struct GlobalFile {
 #[serde(deny_unknown_fields)]
 pub struct FrontendFile {
     pub name: String,
+    /// "http" (default) or "tcp".
+    pub mode: Option<String>,
+    pub accept_proxy: Option<bool>,
     /// Defaults to empty so that a missing `bind` is reported as `NoBinds`, like `bind = []`.
     #[serde(default)]
     pub bind: Vec<String>,
@@ -62,6 +65,8 @@ pub struct ClientTimeoutsFile {
     pub client_header: Option<String>,
     pub client_keepalive: Option<String>,
     pub client_body: Option<String>,
+    /// TCP mode only.
+    pub idle: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -77,6 +82,13 @@ pub struct RouteFile {
 pub struct BackendFile {
     pub name: String,
     pub algorithm: Option<String>,
+    /// For `algorithm = "hash"`: "source", "uri", "header:NAME" or "cookie:NAME".
+    pub hash_key: Option<String>,
+    pub allbackups: Option<bool>,
+    pub slowstart: Option<String>,
+    pub check: Option<CheckFile>,
+    pub passive: Option<PassiveFile>,
+    pub cookie: Option<CookieFile>,
     #[serde(default)]
     pub timeouts: BackendTimeoutsFile,
     #[serde(default)]
@@ -107,4 +119,52 @@ pub struct ServerFile {
     pub name: Option<String>,
     pub address: String,
     pub weight: Option<i64>,
+    pub backup: Option<bool>,
+    /// "up", "drain" or "maint".
+    pub state: Option<String>,
+    pub maxconn: Option<i64>,
+    /// The persistence cookie value for this server.
+    pub cookie: Option<String>,
+    /// "v1" or "v2".
+    pub send_proxy: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckFile {
+    /// "http" or "tcp".
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub interval: Option<String>,
+    pub fastinter: Option<String>,
+    pub jitter_percent: Option<i64>,
+    pub timeout: Option<String>,
+    pub rise: Option<i64>,
+    pub fall: Option<i64>,
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub host: Option<String>,
+    /// "200" or "200-399".
+    pub expect_status: Option<String>,
+    pub expect_body: Option<String>,
+    pub disable_on_404: Option<bool>,
+    /// MySQL checks: the check account (level 2), the role and the replication lag bound.
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub role: Option<String>,
+    pub max_replication_lag: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassiveFile {
+    pub error_limit: Option<i64>,
+    pub eject: Option<String>,
+    pub max_eject: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CookieFile {
+    pub name: String,
 }

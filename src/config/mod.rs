@@ -7,8 +7,10 @@
 pub mod error;
 pub mod file;
 pub mod parse;
+pub mod policy;
 pub mod runtime;
 mod syntax;
+pub mod tcp;
 pub mod validate;
 
 use std::io::Read;

@@ -16,10 +16,12 @@ use super::parse::{
     check_name, check_path_prefix, check_server_address, parse_address, parse_cidr, parse_duration,
     parse_host_pattern, DurationError,
 };
+use super::policy;
 use super::runtime::{
-    Algorithm, Backend, BackendTimeouts, ClientTimeouts, Config, Frontend, Global, HttpLimits,
-    PoolSettings, Route, Server,
+    AdminState, Algorithm, Backend, BackendTimeouts, ClientTimeouts, Config, Frontend, Global,
+    HttpLimits, Mode, PoolSettings, Route, Server,
 };
+use super::tcp;
 use crate::limits;
 
 /// Default shutdown grace period (HAProxy's `hard-stop-after`, nginx's `worker_shutdown_timeout`).
@@ -88,6 +90,7 @@ pub const DEFAULT_CLIENT_TIMEOUTS: ClientTimeouts = ClientTimeouts {
     header: DEFAULT_CLIENT_HEADER,
     keepalive: DEFAULT_CLIENT_KEEPALIVE,
     body: DEFAULT_CLIENT_BODY,
+    idle: tcp::DEFAULT_TCP_IDLE,
 };
 
 pub const DEFAULT_BACKEND_TIMEOUTS: BackendTimeouts = BackendTimeouts {
@@ -115,17 +118,23 @@ fn nz_u32(n: i64) -> Option<NonZeroU32> {
 
 /// Collects errors while checking.
 #[derive(Default)]
-struct Checker {
+pub(super) struct Checker {
     errors: Vec<ConfigError>,
 }
 
 impl Checker {
-    fn push(&mut self, e: ConfigError) {
+    pub(super) fn push(&mut self, e: ConfigError) {
         self.errors.push(e);
     }
 
     /// `Some(n)` when present and within `[min, max]`; an error when present and outside.
-    fn int(&mut self, field: String, value: Option<i64>, min: i64, max: i64) -> Option<i64> {
+    pub(super) fn int(
+        &mut self,
+        field: String,
+        value: Option<i64>,
+        min: i64,
+        max: i64,
+    ) -> Option<i64> {
         let n = value?;
         if n < min || n > max {
             self.push(ConfigError::OutOfRange {
@@ -139,7 +148,12 @@ impl Checker {
         Some(n)
     }
 
-    fn duration(&mut self, field: String, value: Option<&str>, default: Duration) -> Duration {
+    pub(super) fn duration(
+        &mut self,
+        field: String,
+        value: Option<&str>,
+        default: Duration,
+    ) -> Duration {
         let Some(text) = value else {
             return default;
         };
@@ -330,7 +344,7 @@ pub fn validate(file: &FileConfig) -> Result<Config, ConfigErrors> {
         .enumerate()
         .map(|(i, f)| {
             let label = c.entry_label("frontend", i, &f.name, &mut seen, "frontend");
-            frontend(&mut c, &label, f, &names, &mut binds)
+            frontend(&mut c, &label, f, &names, &mut binds, &backends)
         })
         .collect();
 
@@ -347,6 +361,7 @@ fn frontend(
     f: &FrontendFile,
     names: &BackendNames,
     all_binds: &mut Binds,
+    backends: &[Backend],
 ) -> Frontend {
     let bind_field = format!("{label}.bind");
     if f.bind.is_empty() {
@@ -377,6 +392,7 @@ fn frontend(
     }
 
     let default_backend = names.resolve(c, format!("{label}.default_backend"), &f.default_backend);
+    let mode = tcp::frontend_mode(c, label, f, backends, default_backend);
     let maxconn = c
         .int(format!("{label}.maxconn"), f.maxconn, 1, as_i64(usize::MAX))
         .and_then(nz_usize)
@@ -457,6 +473,7 @@ fn frontend(
             t.client_body.as_deref(),
             DEFAULT_CLIENT_BODY,
         ),
+        idle: mode.idle,
     };
 
     c.too_many(
@@ -474,6 +491,8 @@ fn frontend(
 
     Frontend {
         name: f.name.clone(),
+        mode: mode.mode,
+        accept_proxy: mode.accept_proxy,
         binds,
         backlog,
         maxconn,
@@ -523,16 +542,14 @@ fn route(c: &mut Checker, label: &str, r: &RouteFile, names: &BackendNames) -> R
 }
 
 fn backend(c: &mut Checker, label: &str, b: &BackendFile) -> Backend {
-    let algorithm = match b.algorithm.as_deref() {
-        None | Some("roundrobin") => Algorithm::RoundRobin,
-        Some(other) => {
-            c.push(ConfigError::UnknownAlgorithm {
-                field: format!("{label}.algorithm"),
-                value: other.to_owned(),
-            });
-            Algorithm::RoundRobin
-        }
-    };
+    let algorithm = policy::algorithm(c, label, b);
+    let check = policy::check(c, label, b.check.as_ref());
+    let passive = policy::passive(c, label, b.passive.as_ref());
+    let cookie = policy::cookie(c, label, b.cookie.as_ref());
+    let slowstart = b
+        .slowstart
+        .as_deref()
+        .map(|t| c.duration(format!("{label}.slowstart"), Some(t), MIN_DURATION));
 
     let t = &b.timeouts;
     let timeouts = BackendTimeouts {
@@ -584,12 +601,16 @@ fn backend(c: &mut Checker, label: &str, b: &BackendFile) -> Backend {
         limits::MAX_SERVERS_PER_BACKEND,
     );
     let mut seen = HashMap::new();
+    let mut cookies = Vec::new();
     let servers = b
         .server
         .iter()
         .enumerate()
-        .filter_map(|(j, s)| server(c, &server_field, j, s, &mut seen))
+        .filter_map(|(j, s)| server(c, &server_field, &b.name, j, s, &mut seen, &mut cookies))
         .collect();
+    if cookie.is_some() {
+        policy::check_cookie_values(c, &cookies);
+    }
 
     Backend {
         name: b.name.clone(),
@@ -597,15 +618,22 @@ fn backend(c: &mut Checker, label: &str, b: &BackendFile) -> Backend {
         servers,
         timeouts,
         pool,
+        allbackups: b.allbackups.unwrap_or(false),
+        slowstart,
+        check,
+        passive,
+        cookie,
     }
 }
 
 fn server(
     c: &mut Checker,
     section: &str,
+    backend: &str,
     j: usize,
     s: &ServerFile,
     seen: &mut HashMap<String, String>,
+    cookies: &mut Vec<(String, String)>,
 ) -> Option<Server> {
     let (name, label) = match &s.name {
         Some(name) => {
@@ -635,10 +663,18 @@ fn server(
         .int(format!("{label}.weight"), s.weight, 1, MAX_WEIGHT)
         .and_then(nz_u32)
         .unwrap_or(DEFAULT_WEIGHT);
+    let extras = policy::server_extras(c, &label, backend, &name, s);
+    let send_proxy = tcp::send_proxy(c, &label, s);
+    cookies.push((label, extras.cookie.clone()));
     Some(Server {
         name,
         addr: addr?,
         weight,
+        backup: extras.backup,
+        admin: extras.admin,
+        maxconn: extras.maxconn,
+        cookie: extras.cookie,
+        send_proxy,
     })
 }
 
@@ -683,10 +719,18 @@ pub fn quick(listen: &[SocketAddr], backends: &[SocketAddr]) -> Result<Config, C
     let servers = backends
         .iter()
         .enumerate()
-        .map(|(j, &addr)| Server {
-            name: format!("s{}", j.saturating_add(1)),
-            addr,
-            weight: DEFAULT_WEIGHT,
+        .map(|(j, &addr)| {
+            let name = format!("s{}", j.saturating_add(1));
+            Server {
+                cookie: policy::default_cookie("quick", &name),
+                name,
+                addr,
+                weight: DEFAULT_WEIGHT,
+                backup: false,
+                admin: AdminState::Up,
+                maxconn: None,
+                send_proxy: None,
+            }
         })
         .collect();
     c.into_result(Config {
@@ -696,6 +740,8 @@ pub fn quick(listen: &[SocketAddr], backends: &[SocketAddr]) -> Result<Config, C
         },
         frontends: vec![Frontend {
             name: "quick".into(),
+            mode: Mode::Http,
+            accept_proxy: false,
             binds: listen.to_vec(),
             backlog: DEFAULT_BACKLOG,
             maxconn: DEFAULT_MAXCONN,
@@ -711,6 +757,11 @@ pub fn quick(listen: &[SocketAddr], backends: &[SocketAddr]) -> Result<Config, C
             servers,
             timeouts: DEFAULT_BACKEND_TIMEOUTS,
             pool: DEFAULT_POOL,
+            allbackups: false,
+            slowstart: None,
+            check: None,
+            passive: None,
+            cookie: None,
         }],
     })
 }

@@ -2,6 +2,7 @@
 //! no allocation per message, no dependency on anything above this module except `config` limits.
 
 pub mod chunked;
+pub mod cookie;
 pub mod date;
 pub mod fields;
 pub mod request;

@@ -1,6 +1,7 @@
 //! Re-serialization of heads toward the other side. corelb never forwards raw head bytes: it writes a
 //! fresh head from the parsed fields, so both parsers downstream see exactly one framing.
 
+use crate::http::cookie;
 use crate::http::fields::{HeaderField, HeaderKind};
 use crate::http::request::{BodyFraming, RequestHead};
 use crate::http::response::ResponseHead;
@@ -13,6 +14,8 @@ pub struct Forwarding<'a> {
     pub trusted: bool,
     /// Host to send when the request had none (HTTP/1.0 without Host): the backend's name.
     pub default_host: &'a [u8],
+    /// The persistence cookie's name: removed from Cookie fields (HAProxy `indirect`).
+    pub strip_cookie: Option<&'a [u8]>,
 }
 
 #[inline]
@@ -105,7 +108,12 @@ pub fn write_request_head(
             _ => false,
         };
         if keep {
-            put(out, &[f.name.get(buf), b": ", f.value.get(buf), b"\r\n"]);
+            match fwd.strip_cookie {
+                Some(name) if f.kind == HeaderKind::Other && cookie::is_cookie(buf, f) => {
+                    cookie::put_without(out, f.name.get(buf), f.value.get(buf), name)
+                }
+                _ => put(out, &[f.name.get(buf), b": ", f.value.get(buf), b"\r\n"]),
+            }
         }
     }
     // X-Forwarded-For: the trusted chain (all its lines folded into one, RFC 9110 §5.3), then the peer.
@@ -186,6 +194,7 @@ pub fn write_response_head(
     fields: &[HeaderField],
     framing: ClientFraming,
     connection: ConnectionField,
+    extra: &[u8],
 ) {
     out.extend_from_slice(b"HTTP/1.1 ");
     let s = head.status;
@@ -212,6 +221,8 @@ pub fn write_response_head(
             put(out, &[f.name.get(buf), b": ", f.value.get(buf), b"\r\n"]);
         }
     }
+    // Fields corelb adds, pre-formatted (the persistence cookie).
+    out.extend_from_slice(extra);
     let cl = match framing {
         ClientFraming::None => None,
         ClientFraming::Length(n) => Some(n),
@@ -262,6 +273,7 @@ mod tests {
             client_ip: b"10.1.2.3",
             trusted,
             default_host: b"127.0.0.1:9001",
+            strip_cookie: Some(b"SERVERID"),
         };
         write_request_head(&mut out, req, &head, &fields, &fwd);
         String::from_utf8(out).unwrap()
@@ -341,6 +353,7 @@ mod tests {
             &fields,
             ClientFraming::Length(5),
             ConnectionField::None,
+            b"",
         );
         assert_eq!(
             out,

@@ -2,13 +2,16 @@
 //! send the request, relay interim responses, relay the final response, and decide what can be reused.
 
 use std::io;
+use std::net::IpAddr;
 use std::time::Instant;
 
 use glommio::net::TcpStream;
 
+use crate::balance::hash_bytes;
 use crate::buf::{flush, write_all, Exchange};
-use crate::config::{Frontend, HostMatch};
+use crate::config::{Algorithm, Frontend, HashKey, HostMatch};
 use crate::error::{ProxyError, CONTINUE_100};
+use crate::http::cookie;
 use crate::http::request::{BodyFraming, Method, RequestHead};
 use crate::http::response::{parse_response_head_into, RespFraming, ResponseHead};
 use crate::http::write::{
@@ -19,7 +22,7 @@ use crate::pool::looks_alive;
 use crate::proxy::body::{copy_body, BodyError, BodyFailure, Encode, SrcFraming, Timeouts};
 use crate::proxy::tunnel::tunnel;
 use crate::proxy::ClientConn;
-use crate::worker::BackendCtx;
+use crate::worker::{Assigned, BackendCtx};
 
 /// Picks the backend: routes in order, first match wins, else the default (host compared
 /// case-insensitively, RFC 9110 §4.2.3).
@@ -135,6 +138,7 @@ async fn read_response_head(
                         &x.resp_fields,
                         ClientFraming::None,
                         ConnectionField::None,
+                        b"",
                     );
                     flush(&mut c.stream, &mut x.out, f.timeouts.body)
                         .await
@@ -191,6 +195,15 @@ pub(super) async fn forward(
     let ctx = c.ctx.clone();
     let backend = &ctx.backends[route(f, c.cbuf.filled(), &head)];
     let bt = backend.cfg.timeouts;
+    // Persistence and hash keys are read before the head leaves the buffer.
+    let sticky = backend.cfg.cookie.as_ref().and_then(|ck| {
+        let v = cookie::find(c.cbuf.filled(), &c.req_fields, ck.name.as_bytes())?;
+        backend.sticky_server(v)
+    });
+    let key = match &backend.cfg.algorithm {
+        Algorithm::Hash(k) if sticky.is_none() => hash_key(c, k, &head),
+        _ => None,
+    };
     if let (BodyFraming::Length(n), Some(max)) = (head.framing, f.limits.max_body) {
         if n > max {
             return Err(ProxyError::PayloadTooLarge);
@@ -205,6 +218,7 @@ pub(super) async fn forward(
         trusted: c.trusted,
         // For HTTP/1.0 requests without Host, like nginx's default `Host: $proxy_host`: the backend's name.
         default_host: backend.cfg.name.as_bytes(),
+        strip_cookie: backend.cfg.cookie.as_ref().map(|ck| ck.name.as_bytes()),
     };
     write_request_head(&mut x.out, c.cbuf.filled(), &head, &c.req_fields, &fwd);
     c.cbuf.consume(head.head_len);
@@ -233,7 +247,12 @@ pub(super) async fn forward(
     let mut n_tried = 0usize;
     let mut fresh_only = false;
     let mut stale_retry_used = false;
-    let mut server = backend.balancer.borrow_mut().pick();
+    let first = sticky.or_else(|| backend.balancer.borrow_mut().pick(key, &[]));
+    // All servers down (or draining, or in maintenance): answer at once, no connect timeout to wait.
+    let Some(mut server) = first else {
+        return Err(ProxyError::ServiceUnavailable("no server is up"));
+    };
+    let mut assigned = Assigned::new(&backend.balancer, server);
     // Bounded: at most max_tries connect failures, one stale-connection retry, and one liveness redo.
     let (mut b, resp) = loop {
         let (mut b, reused) = match get_conn(backend, server, fresh_only).await {
@@ -243,17 +262,22 @@ pub(super) async fn forward(
                     "backend={} server={} connect failed: {e}",
                     backend.cfg.name, backend.cfg.servers[server].name
                 ));
+                backend.server_failed(server, &ctx.board);
                 tried[n_tried] = server;
                 n_tried += 1;
-                if n_tried >= max_tries {
+                let next = if n_tried >= max_tries {
+                    None
+                } else {
+                    backend.balancer.borrow_mut().pick(key, &tried[..n_tried])
+                };
+                let Some(next) = next else {
                     return Err(ProxyError::ServiceUnavailable(
                         "no server accepted the connection",
                     ));
-                }
-                server = backend
-                    .balancer
-                    .borrow_mut()
-                    .pick_excluding(&tried[..n_tried]);
+                };
+                server = next;
+                drop(assigned);
+                assigned = Assigned::new(&backend.balancer, server);
                 fresh_only = false;
                 continue;
             }
@@ -316,6 +340,7 @@ pub(super) async fn forward(
             }
             Err(h) => {
                 if h.error.side() == crate::error::Side::Backend {
+                    backend.server_failed(server, &ctx.board);
                     ctx.log_error(format_args!(
                         "backend={} server={} {}",
                         backend.cfg.name, backend.cfg.servers[server].name, h.error
@@ -326,6 +351,19 @@ pub(super) async fn forward(
         }
     };
     x.out.clear();
+    // Passive health counts what HAProxy's `observe layer7` counts: 5xx but 501 and 505 (those say
+    // "not supported", not "broken").
+    if resp.status >= 500 && resp.status != 501 && resp.status != 505 {
+        backend.server_failed(server, &ctx.board);
+    } else {
+        backend.health.on_success(server);
+    }
+    // Persistence: name the server in a cookie unless the client already sent the right one.
+    let set_cookie: &[u8] = if sticky == Some(server) {
+        b""
+    } else {
+        &backend.set_cookie[server]
+    };
 
     if resp.status == 101 {
         if head.upgrade.is_none() {
@@ -338,6 +376,7 @@ pub(super) async fn forward(
             &x.resp_fields,
             ClientFraming::None,
             ConnectionField::Upgrade,
+            b"",
         );
         x.bbuf.consume(resp.head_len);
         flush(&mut c.stream, &mut x.out, f.timeouts.body)
@@ -413,6 +452,7 @@ pub(super) async fn forward(
         &x.resp_fields,
         client_framing,
         connection,
+        set_cookie,
     );
     x.bbuf.consume(resp.head_len);
     match src {
@@ -456,5 +496,29 @@ pub(super) async fn forward(
     } else {
         x.bbuf.clear();
     }
+    drop(assigned);
     Ok(keep)
+}
+
+/// The key of `algorithm = "hash"`; `None` when the request lacks it (then the balancer falls back to
+/// round robin, like HAProxy).
+fn hash_key(c: &ClientConn, k: &HashKey, head: &RequestHead) -> Option<u64> {
+    let buf = c.cbuf.filled();
+    match k {
+        HashKey::Source => Some(match c.ip {
+            IpAddr::V4(v4) => hash_bytes(&v4.octets()),
+            IpAddr::V6(v6) => hash_bytes(&v6.octets()),
+        }),
+        HashKey::Uri => {
+            let path = head.path.get(buf);
+            let end = path.iter().position(|&b| b == b'?').unwrap_or(path.len());
+            Some(hash_bytes(&path[..end]))
+        }
+        HashKey::Header(name) => c
+            .req_fields
+            .iter()
+            .find(|f| f.name.get(buf).eq_ignore_ascii_case(name.as_bytes()))
+            .map(|f| hash_bytes(f.value.get(buf))),
+        HashKey::Cookie(name) => cookie::find(buf, &c.req_fields, name.as_bytes()).map(hash_bytes),
+    }
 }

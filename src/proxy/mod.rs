@@ -4,7 +4,10 @@
 
 mod body;
 mod forward;
+mod tcp;
 mod tunnel;
+
+pub use tcp::serve_tcp;
 
 use std::io::Write as _;
 use std::net::IpAddr;
@@ -32,6 +35,8 @@ pub(crate) struct ClientConn {
     ctx: Rc<WorkerCtx>,
     fe: usize,
     stream: TcpStream,
+    /// The client's address (IPv4-mapped IPv6 shown as IPv4), for `hash_key = "source"`.
+    ip: IpAddr,
     ip_text: [u8; IP_TEXT_MAX],
     ip_len: usize,
     trusted: bool,
@@ -45,18 +50,27 @@ pub(crate) struct ClientConn {
 
 /// Serves one accepted client connection until it closes. Never panics on input; errors end the
 /// connection after the right answer, if any answer is still possible.
-pub async fn serve(ctx: Rc<WorkerCtx>, fe: usize, stream: TcpStream) {
+pub async fn serve(ctx: Rc<WorkerCtx>, fe: usize, mut stream: TcpStream) {
     let Ok(peer) = stream.peer_addr() else { return };
     let _ = stream.set_nodelay(true);
     let cfg = ctx.cfg.clone();
     let f: &Frontend = &cfg.frontends[fe];
-    let ip = match peer.ip() {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
+    let head_max = f.limits.max_request_line.get() + f.limits.max_header_bytes.get() + 4;
+    let mut cbuf = Buf::new(head_max.max(BODY_BUF));
+    // Behind an L4 proxy speaking the PROXY protocol, the client is the one its header names.
+    let client = if f.accept_proxy {
+        let local = stream.local_addr().unwrap_or(peer);
+        match tcp::read_proxy_header(&mut stream, &mut cbuf, f, peer, local).await {
+            Ok((src, _)) => src,
+            Err(why) => {
+                ctx.log_error(format_args!("fe={} peer={} {why}", f.name, peer.ip()));
+                return;
+            }
+        }
+    } else {
+        peer
     };
+    let ip = tcp::unmapped(client.ip());
     let mut ip_text = [0u8; IP_TEXT_MAX];
     let ip_len = {
         let mut cur = &mut ip_text[..];
@@ -64,15 +78,15 @@ pub async fn serve(ctx: Rc<WorkerCtx>, fe: usize, stream: TcpStream) {
         let _ = write!(cur, "{ip}");
         before - cur.len()
     };
-    let head_max = f.limits.max_request_line.get() + f.limits.max_header_bytes.get() + 4;
     let mut conn = ClientConn {
         trusted: f.trusted_proxies.iter().any(|n| n.contains(ip)),
         ctx,
         fe,
         stream,
+        ip,
         ip_text,
         ip_len,
-        cbuf: Buf::new(head_max.max(BODY_BUF)),
+        cbuf,
         req_fields: Vec::with_capacity(f.limits.max_headers.get()),
         head_max,
     };

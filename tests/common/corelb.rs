@@ -29,6 +29,13 @@ pub struct Cfg {
     pub client_timeouts: Vec<String>,
     pub backend_timeouts: Vec<String>,
     pub pool: Vec<String>,
+    /// Extra `key = value` lines for [[backend]] itself (e.g. `algorithm = "leastconn"`), emitted
+    /// before any [backend.x] table.
+    pub backend_lines: Vec<String>,
+    /// Extra backend sub-tables, in order: (table name, e.g. "backend.check", its lines).
+    pub backend_tables: Vec<(String, Vec<String>)>,
+    /// Extra lines per server name, emitted inside that server's [[backend.server]].
+    pub server_lines: Vec<(String, String)>,
 }
 
 impl Cfg {
@@ -41,7 +48,34 @@ impl Cfg {
             client_timeouts: vec![],
             backend_timeouts: vec![],
             pool: vec![],
+            backend_lines: vec![],
+            backend_tables: vec![],
+            server_lines: vec![],
         }
+    }
+    /// A `key = value` line for [[backend]] (e.g. `algorithm = "leastconn"`, `slowstart = "2s"`).
+    pub fn backend_line(mut self, line: &str) -> Cfg {
+        self.backend_lines.push(line.into());
+        self
+    }
+    /// A backend sub-table (e.g. `"backend.check"`) with its lines. Calling it again with the same
+    /// table appends to it (one TOML table, not a duplicate).
+    pub fn backend_table(mut self, table: &str, lines: &[&str]) -> Cfg {
+        let lines = lines.iter().map(|l| l.to_string());
+        match self.backend_tables.iter_mut().find(|(t, _)| t == table) {
+            Some((_, v)) => v.extend(lines),
+            None => self.backend_tables.push((table.into(), lines.collect())),
+        }
+        self
+    }
+    /// An extra line for server `server` (e.g. `backup = true`, `state = "maint"`).
+    pub fn server_line(mut self, server: &str, line: &str) -> Cfg {
+        assert!(
+            self.servers.iter().any(|(n, _)| n == server),
+            "server_line: no server named {server:?}"
+        );
+        self.server_lines.push((server.into(), line.into()));
+        self
     }
     pub fn frontend(mut self, line: &str) -> Cfg {
         self.frontend.push(line.into());
@@ -86,19 +120,46 @@ impl Cfg {
             }
         }
         s += "\n[[backend]]\nname = \"be\"\n";
-        for (table, lines) in [
+        // Keys of [[backend]] itself must come before its first sub-table.
+        for l in &self.backend_lines {
+            s += &format!("{l}\n");
+        }
+        // The built-in tables, merged with `backend_table` lines for the same table (TOML forbids
+        // defining a table twice); other `backend_table`s are emitted even when empty (defaults).
+        let builtin = [
             ("backend.timeouts", &self.backend_timeouts),
             ("backend.pool", &self.pool),
-        ] {
-            if !lines.is_empty() {
+        ];
+        for (table, lines) in builtin {
+            let mut all: Vec<&String> = lines.iter().collect();
+            let mut named = false;
+            for (t, l) in &self.backend_tables {
+                if t == table {
+                    named = true;
+                    all.extend(l.iter());
+                }
+            }
+            if named || !all.is_empty() {
                 s += &format!("[{table}]\n");
-                for l in lines {
+                for l in all {
                     s += &format!("{l}\n");
                 }
             }
         }
+        for (table, lines) in &self.backend_tables {
+            if builtin.iter().any(|(b, _)| b == table) {
+                continue;
+            }
+            s += &format!("[{table}]\n");
+            for l in lines {
+                s += &format!("{l}\n");
+            }
+        }
         for (name, addr) in &self.servers {
             s += &format!("[[backend.server]]\nname = \"{name}\"\naddress = \"{addr}\"\n");
+            for (_, l) in self.server_lines.iter().filter(|(n, _)| n == name) {
+                s += &format!("{l}\n");
+            }
         }
         s
     }

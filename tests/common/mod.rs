@@ -7,6 +7,7 @@
 
 pub mod backends;
 pub mod client;
+pub mod cluster;
 pub mod corelb;
 
 use std::io::{self, Read};

@@ -1,0 +1,171 @@
+//! TCP mode: each client connection is piped to one server of the frontend's default backend, picked
+//! by the same balancers and health states as HTTP mode, with bounded connect failover, an optional
+//! PROXY protocol header toward the server, half-close relayed and an idle timeout. Also the reading of
+//! a PROXY header from trusted peers (`accept_proxy`), shared with HTTP mode.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use glommio::net::TcpStream;
+
+use crate::balance::hash_bytes;
+use crate::buf::{write_all, Buf};
+use crate::config::{Algorithm, Frontend, HashKey};
+use crate::limits::{MAX_CONNECT_TRIES, TCP_BUF};
+use crate::proxy::tunnel::tunnel;
+use crate::proxy_protocol;
+use crate::worker::{Assigned, InFlight, WorkerCtx};
+
+/// Largest PROXY header corelb writes (v1 is at most 107 bytes, v2 with IPv6 52).
+const PROXY_OUT_MAX: usize = 128;
+
+/// Shows an IPv4-mapped IPv6 address as IPv4, as everywhere else in corelb.
+pub(super) fn unmapped(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+/// For `accept_proxy` frontends: refuses peers outside `trusted_proxies`, then reads the PROXY header
+/// (v1 or v2) into `buf` and consumes it. Returns the client and destination addresses it names (the
+/// connection's own when the header says UNKNOWN/LOCAL). Bytes after the header stay in `buf`.
+pub(super) async fn read_proxy_header(
+    stream: &mut TcpStream,
+    buf: &mut Buf,
+    f: &Frontend,
+    peer: SocketAddr,
+    local: SocketAddr,
+) -> Result<(SocketAddr, SocketAddr), &'static str> {
+    let ip = unmapped(peer.ip());
+    if !f.trusted_proxies.iter().any(|n| n.contains(ip)) {
+        return Err("PROXY protocol peer not in trusted_proxies");
+    }
+    let deadline = Instant::now() + f.timeouts.header;
+    // Bounded: each round reads at least one byte, and the header is at most MAX_HEADER bytes.
+    loop {
+        match proxy_protocol::parse(buf.filled()) {
+            Ok(Some(h)) => {
+                buf.consume(h.len);
+                return Ok((h.src.unwrap_or(peer), h.dst.unwrap_or(local)));
+            }
+            Ok(None) => {}
+            Err(proxy_protocol::HeaderError::Missing) => return Err("no PROXY protocol header"),
+            Err(proxy_protocol::HeaderError::Invalid(why)) => return Err(why),
+        }
+        if buf.len() >= proxy_protocol::MAX_HEADER || buf.is_full() {
+            return Err("PROXY protocol header too long");
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err("PROXY protocol header not received in time");
+        }
+        match buf.read_from(stream, left).await {
+            Ok(0) => return Err("closed before the PROXY protocol header"),
+            Ok(_) => {}
+            Err(_) => return Err("PROXY protocol header not received"),
+        }
+    }
+}
+
+/// Serves one TCP-mode connection until both sides have closed, it idles out, or it fails.
+pub async fn serve_tcp(ctx: Rc<WorkerCtx>, fe: usize, mut client: TcpStream) {
+    let (Ok(peer), Ok(local)) = (client.peer_addr(), client.local_addr()) else {
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let cfg = ctx.cfg.clone();
+    let f = &cfg.frontends[fe];
+    let mut cbuf = Buf::new(TCP_BUF);
+    let (src, dst) = if f.accept_proxy {
+        match read_proxy_header(&mut client, &mut cbuf, f, peer, local).await {
+            Ok(addrs) => addrs,
+            Err(why) => {
+                ctx.log_error(format_args!("fe={} peer={} {why}", f.name, peer.ip()));
+                return;
+            }
+        }
+    } else {
+        (peer, local)
+    };
+    let _in_flight = InFlight::new(&ctx.in_flight);
+    let backend = &ctx.backends[f.default_backend];
+    let key = match &backend.cfg.algorithm {
+        Algorithm::Hash(HashKey::Source) => Some(match unmapped(src.ip()) {
+            IpAddr::V4(v4) => hash_bytes(&v4.octets()),
+            IpAddr::V6(v6) => hash_bytes(&v6.octets()),
+        }),
+        _ => None,
+    };
+
+    let max_tries = MAX_CONNECT_TRIES.min(backend.cfg.servers.len()).max(1);
+    let mut tried = [0usize; MAX_CONNECT_TRIES];
+    let mut n_tried = 0;
+    // Bounded: at most max_tries connects.
+    let (mut server_stream, server, _assigned) = loop {
+        let pick = if n_tried >= max_tries {
+            None
+        } else {
+            backend.balancer.borrow_mut().pick(key, &tried[..n_tried])
+        };
+        let Some(s) = pick else {
+            ctx.log_error(format_args!(
+                "fe={} client={} backend={} no server {}",
+                f.name,
+                src.ip(),
+                backend.cfg.name,
+                if n_tried == 0 {
+                    "is up"
+                } else {
+                    "accepted the connection"
+                }
+            ));
+            return;
+        };
+        let assigned = Assigned::new(&backend.balancer, s);
+        let srv = &backend.cfg.servers[s];
+        match connect(srv.addr, backend.cfg.timeouts.connect).await {
+            Ok(stream) => break (stream, s, assigned),
+            Err(e) => {
+                ctx.log_error(format_args!(
+                    "backend={} server={} connect failed: {e}",
+                    backend.cfg.name, srv.name
+                ));
+                backend.server_failed(s, &ctx.board);
+                tried[n_tried] = s;
+                n_tried += 1;
+            }
+        }
+    };
+    backend.health.on_success(server);
+
+    if let Some(version) = backend.cfg.servers[server].send_proxy {
+        let mut header = Vec::with_capacity(PROXY_OUT_MAX);
+        proxy_protocol::write(&mut header, version, src, dst);
+        if write_all(&mut server_stream, &header, backend.cfg.timeouts.body)
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+    let mut sbuf = Buf::new(TCP_BUF);
+    // Ends when both sides have closed, at the idle timeout, or on a reset from either side: in TCP
+    // mode there is nothing to answer in any of these cases.
+    let _ = tunnel(
+        &mut client,
+        &mut cbuf,
+        &mut server_stream,
+        &mut sbuf,
+        f.timeouts.idle,
+    )
+    .await;
+}
+
+async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let s = TcpStream::connect_timeout(addr, timeout).await?;
+    s.set_nodelay(true)?;
+    Ok(s)
+}

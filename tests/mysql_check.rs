@@ -1,0 +1,361 @@
+//! The MySQL health check (`corelb::health::probe::probe` with `CheckKind::Mysql`) against a real
+//! MariaDB primary and replica, started by `loadgen/stack/mariadb.sh` on free ports in a state
+//! directory of this test's own and always purged at the end (a guard's Drop, so also on failure).
+//!
+//! Needs mariadb-server (Debian). Without it the test says SKIPPED and passes, except under CI
+//! (CI=true), where a missing server is a failure, as in loadgen's stack tests (whose helpers this
+//! test shares).
+
+#[path = "../loadgen/tests/stack_common/mod.rs"]
+mod stack_common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use corelb::config::runtime::{CheckKind, MysqlCheck, MysqlLogin, MysqlRole};
+use corelb::health::probe::{probe, Outcome, Verdict};
+use stack_common::{
+    free_port, mariadbd_installed, processes_mentioning, run_bounded, INSTALL_CMD,
+    SCRIPT_INNER_TIMEOUT_SECS, SCRIPT_TIMEOUT,
+};
+
+/// stack_common::SCRIPT is relative to loadgen's manifest; this test lives in the root package.
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/loadgen/stack/mariadb.sh");
+/// The check account this test has the script create (not the defaults, so the variables are used).
+const CHECK_USER: &str = "corelb_mc";
+const CHECK_PASSWORD: &str = "mc_Pw_4711";
+/// Each check's timeout: a loopback login and two queries take milliseconds.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Replication threads restart within a second or two; polled up to this long.
+const REPLICATION_DEADLINE: Duration = Duration::from_secs(20);
+/// Bound on every blocking step of the HTTP mock.
+const MOCK_IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// Level-1 checks run back to back for the counter comparison.
+const POLITE_ROUNDS: u64 = 3;
+
+/// The pair; Drop purges it (stops both servers, deletes the state directory).
+struct Pair {
+    dir: PathBuf,
+    primary: SocketAddr,
+    replica: SocketAddr,
+}
+
+impl Pair {
+    fn script(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new("bash");
+        cmd.arg(SCRIPT)
+            .args(args)
+            .env("CORELB_STACK_DIR", &self.dir)
+            .env("CORELB_PRIMARY_PORT", self.primary.port().to_string())
+            .env("CORELB_REPLICA_PORT", self.replica.port().to_string())
+            .env("CORELB_CHECK_USER", CHECK_USER)
+            .env("CORELB_CHECK_PASSWORD", CHECK_PASSWORD)
+            .env("CORELB_SEED_ROWS", "10")
+            .env("CORELB_STACK_TIMEOUT", SCRIPT_INNER_TIMEOUT_SECS);
+        let out = run_bounded(&mut cmd, SCRIPT_TIMEOUT);
+        eprintln!(
+            "mariadb.sh {} (exit {:?}):\n{}{}",
+            args.join(" "),
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Runs SQL as root over the server's unix socket; returns the output (tab-separated).
+    fn sql(&self, server: &str, sql: &str) -> String {
+        let cnf = self.dir.join(server).join("my.cnf");
+        let mut cmd = Command::new("mariadb");
+        cmd.arg(format!("--defaults-file={}", cnf.display()))
+            .args([
+                "-uroot",
+                "--batch",
+                "--skip-column-names",
+                "--connect-timeout=5",
+                "-e",
+            ])
+            .arg(sql);
+        let out = run_bounded(&mut cmd, SCRIPT_TIMEOUT);
+        assert!(
+            out.status.success(),
+            "{sql} on {server}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A global status counter of `server`.
+    fn counter(&self, server: &str, name: &str) -> u64 {
+        let out = self.sql(server, &format!("SHOW GLOBAL STATUS LIKE '{name}'"));
+        out.split_whitespace()
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("status {name}: {out:?}"))
+    }
+}
+
+impl Drop for Pair {
+    fn drop(&mut self) {
+        let _ = self.script(&["purge"]);
+    }
+}
+
+/// Runs one check on a fresh glommio executor, as a worker's owner task would.
+fn check(check: MysqlCheck, addr: SocketAddr, backup: bool) -> Outcome {
+    check_within(check, addr, backup, CHECK_TIMEOUT)
+}
+
+fn check_within(check: MysqlCheck, addr: SocketAddr, backup: bool, t: Duration) -> Outcome {
+    let what = format!("{check:?} {addr} backup={backup}");
+    let o = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .io_memory(1 << 20)
+        .spawn(move || async move {
+            let kind = CheckKind::Mysql(check);
+            probe(&kind, &[], addr, t, backup, &mut Vec::new()).await
+        })
+        .expect("executor")
+        .join()
+        .expect("join");
+    // MysqlLogin's Debug hides the password.
+    eprintln!(
+        "check {what}: {:?} \"{}\" ({} ms)",
+        o.verdict,
+        o.detail,
+        o.elapsed.as_millis()
+    );
+    o
+}
+
+fn greeting_only() -> MysqlCheck {
+    MysqlCheck {
+        login: None,
+        role: MysqlRole::Any,
+    }
+}
+
+fn login(password: &str, role: MysqlRole) -> MysqlCheck {
+    MysqlCheck {
+        login: Some(MysqlLogin {
+            user: CHECK_USER.to_string(),
+            password: password.to_string(),
+        }),
+        role,
+    }
+}
+
+fn reader() -> MysqlRole {
+    MysqlRole::Reader {
+        max_lag: Duration::from_secs(10),
+    }
+}
+
+fn assert_outcome(o: &Outcome, verdict: Verdict, detail_prefix: &str) {
+    assert!(
+        o.verdict == verdict && o.detail.starts_with(detail_prefix),
+        "want {verdict:?} \"{detail_prefix}...\", got {o:?}"
+    );
+    assert!(o.elapsed < CHECK_TIMEOUT, "{o:?}");
+}
+
+/// An HTTP server on 127.0.0.1:0 for one connection: if `eager`, it answers 400 at once (as some
+/// servers do to a client that stays silent); else it waits for a request that never comes.
+fn http_mock(eager: bool) -> (SocketAddr, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let h = thread::spawn(move || {
+        let (mut conn, _) = listener.accept().expect("accept");
+        conn.set_read_timeout(Some(MOCK_IO_TIMEOUT))
+            .expect("timeout");
+        conn.set_write_timeout(Some(MOCK_IO_TIMEOUT))
+            .expect("timeout");
+        if eager {
+            let _ = conn.write_all(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        } else {
+            // Until the check closes (Ok(0)) or the mock's timeout.
+            let _ = conn.read(&mut [0u8; 64]);
+        }
+    });
+    (addr, h)
+}
+
+/// Polls a check until it has `verdict`, failing after `deadline`; returns the last outcome.
+fn wait_for_verdict(
+    what: &str,
+    verdict: Verdict,
+    deadline: Duration,
+    mut run: impl FnMut() -> Outcome,
+) -> Outcome {
+    let start = Instant::now();
+    loop {
+        let o = run();
+        if o.verdict == verdict {
+            return o;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "{what}: not {verdict:?} within {deadline:?}, last {o:?}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn mysql_check_against_mariadb_pair() {
+    if !mariadbd_installed() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!(
+                "mariadbd is not installed, and CI must run this test. Install it: {INSTALL_CMD}"
+            );
+        }
+        eprintln!(
+            "SKIPPED mysql_check_against_mariadb_pair: mariadbd is not installed ({INSTALL_CMD})"
+        );
+        return;
+    }
+    let dir = PathBuf::from(format!("/tmp/corelb-mc{}", std::process::id()));
+    let (p, r) = (free_port(), free_port());
+    assert_ne!(p, r);
+    let pair = Pair {
+        dir: dir.clone(),
+        primary: SocketAddr::from(([127, 0, 0, 1], p)),
+        replica: SocketAddr::from(([127, 0, 0, 1], r)),
+    };
+    assert!(
+        pair.script(&["up"]).status.success(),
+        "mariadb.sh up failed"
+    );
+    let (primary, replica) = (pair.primary, pair.replica);
+
+    // Level 1 on both; it ends with a refused login, never as a pre-auth abort (which would count
+    // toward max_connect_errors): Aborted_connects_preauth stays, Access_denied_errors counts.
+    let preauth = pair.counter("primary", "Aborted_connects_preauth");
+    let denied = pair.counter("primary", "Access_denied_errors");
+    for _ in 0..POLITE_ROUNDS {
+        assert_outcome(
+            &check(greeting_only(), primary, false),
+            Verdict::Pass,
+            "greeting from 10.",
+        );
+    }
+    assert_outcome(
+        &check(greeting_only(), replica, false),
+        Verdict::Pass,
+        "greeting from 10.",
+    );
+    assert_eq!(pair.counter("primary", "Aborted_connects_preauth"), preauth);
+    assert_eq!(
+        pair.counter("primary", "Access_denied_errors"),
+        denied + POLITE_ROUNDS
+    );
+
+    // Level 2 leaves with COM_QUIT: no aborted connection or client at all.
+    let aborted = (
+        pair.counter("replica", "Aborted_connects"),
+        pair.counter("replica", "Aborted_clients"),
+    );
+    assert_outcome(
+        &check(login(CHECK_PASSWORD, MysqlRole::Any), replica, false),
+        Verdict::Pass,
+        "logged in to 10.",
+    );
+    assert_outcome(
+        &check(login(CHECK_PASSWORD, reader()), replica, false),
+        Verdict::Pass,
+        "replica lag ",
+    );
+    assert_eq!(
+        (
+            pair.counter("replica", "Aborted_connects"),
+            pair.counter("replica", "Aborted_clients")
+        ),
+        aborted
+    );
+
+    // A wrong password fails with the server's words, which never include the password.
+    let wrong = check(login("not_the_password", MysqlRole::Any), primary, false);
+    assert_outcome(
+        &wrong,
+        Verdict::Fail,
+        &format!("MySQL error 1045: Access denied for user '{CHECK_USER}'@'127.0.0.1'"),
+    );
+    assert!(!wrong.detail.contains("not_the_password"), "{wrong:?}");
+
+    // Writer: the primary only.
+    assert_outcome(
+        &check(login(CHECK_PASSWORD, MysqlRole::Writer), primary, false),
+        Verdict::Pass,
+        "read_only=0",
+    );
+    assert_outcome(
+        &check(login(CHECK_PASSWORD, MysqlRole::Writer), replica, false),
+        Verdict::Fail,
+        "read_only=1",
+    );
+
+    // Reader: the replica; the primary only as a backup.
+    assert_outcome(
+        &check(login(CHECK_PASSWORD, reader()), replica, false),
+        Verdict::Pass,
+        "replica lag ",
+    );
+    assert_outcome(
+        &check(login(CHECK_PASSWORD, reader()), primary, false),
+        Verdict::Fail,
+        "not a replica",
+    );
+    assert_outcome(
+        &check(login(CHECK_PASSWORD, reader()), primary, true),
+        Verdict::Pass,
+        "logged in to 10.",
+    );
+
+    // The SQL thread stopped: the reader check names it; back after START SLAVE.
+    pair.sql("replica", "STOP SLAVE SQL_THREAD");
+    let stopped = wait_for_verdict(
+        "reader on a stopped SQL thread",
+        Verdict::Fail,
+        REPLICATION_DEADLINE,
+        || check(login(CHECK_PASSWORD, reader()), replica, false),
+    );
+    assert_eq!(stopped.detail, "replication SQL thread stopped");
+    pair.sql("replica", "START SLAVE");
+    let back = wait_for_verdict(
+        "reader after START SLAVE",
+        Verdict::Pass,
+        REPLICATION_DEADLINE,
+        || check(login(CHECK_PASSWORD, reader()), replica, false),
+    );
+    assert!(back.detail.starts_with("replica lag "), "{back:?}");
+
+    // Not MySQL: an HTTP server that answers at once, and one that waits for a request.
+    let (addr, h) = http_mock(true);
+    assert_outcome(
+        &check(greeting_only(), addr, false),
+        Verdict::Fail,
+        "not a MySQL greeting",
+    );
+    h.join().expect("mock");
+    let (addr, h) = http_mock(false);
+    let t = Duration::from_millis(300);
+    let o = check_within(greeting_only(), addr, false, t);
+    assert_eq!(
+        (o.verdict, o.detail.as_str()),
+        (Verdict::Fail, "timeout after 300ms")
+    );
+    assert!(o.elapsed < Duration::from_secs(2), "{o:?}");
+    h.join().expect("mock");
+
+    // Purge, then nothing of this test is left running.
+    let needle = format!("{}/", dir.display());
+    drop(pair);
+    let left = processes_mentioning(&needle);
+    assert!(left.is_empty(), "processes left after purge: {left:?}");
+    assert!(!dir.exists(), "{} not deleted", dir.display());
+}
