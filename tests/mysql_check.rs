@@ -6,25 +6,17 @@
 //! (CI=true), where a missing server is a failure, as in loadgen's stack tests (whose helpers this
 //! test shares).
 
-#[path = "../loadgen/tests/stack_common/mod.rs"]
-mod stack_common;
+mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
-use std::process::{Command, Output};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use common::mariadb::{mariadbd_installed, processes_mentioning, Pair, INSTALL_CMD};
 use corelb::config::runtime::{CheckKind, MysqlCheck, MysqlLogin, MysqlRole};
 use corelb::health::probe::{probe, Outcome, Verdict};
-use stack_common::{
-    free_port, mariadbd_installed, processes_mentioning, run_bounded, INSTALL_CMD,
-    SCRIPT_INNER_TIMEOUT_SECS, SCRIPT_TIMEOUT,
-};
 
-/// stack_common::SCRIPT is relative to loadgen's manifest; this test lives in the root package.
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/loadgen/stack/mariadb.sh");
 /// The check account this test has the script create (not the defaults, so the variables are used).
 const CHECK_USER: &str = "corelb_mc";
 const CHECK_PASSWORD: &str = "mc_Pw_4711";
@@ -36,74 +28,6 @@ const REPLICATION_DEADLINE: Duration = Duration::from_secs(20);
 const MOCK_IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Level-1 checks run back to back for the counter comparison.
 const POLITE_ROUNDS: u64 = 3;
-
-/// The pair; Drop purges it (stops both servers, deletes the state directory).
-struct Pair {
-    dir: PathBuf,
-    primary: SocketAddr,
-    replica: SocketAddr,
-}
-
-impl Pair {
-    fn script(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new("bash");
-        cmd.arg(SCRIPT)
-            .args(args)
-            .env("CORELB_STACK_DIR", &self.dir)
-            .env("CORELB_PRIMARY_PORT", self.primary.port().to_string())
-            .env("CORELB_REPLICA_PORT", self.replica.port().to_string())
-            .env("CORELB_CHECK_USER", CHECK_USER)
-            .env("CORELB_CHECK_PASSWORD", CHECK_PASSWORD)
-            .env("CORELB_SEED_ROWS", "10")
-            .env("CORELB_STACK_TIMEOUT", SCRIPT_INNER_TIMEOUT_SECS);
-        let out = run_bounded(&mut cmd, SCRIPT_TIMEOUT);
-        eprintln!(
-            "mariadb.sh {} (exit {:?}):\n{}{}",
-            args.join(" "),
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    /// Runs SQL as root over the server's unix socket; returns the output (tab-separated).
-    fn sql(&self, server: &str, sql: &str) -> String {
-        let cnf = self.dir.join(server).join("my.cnf");
-        let mut cmd = Command::new("mariadb");
-        cmd.arg(format!("--defaults-file={}", cnf.display()))
-            .args([
-                "-uroot",
-                "--batch",
-                "--skip-column-names",
-                "--connect-timeout=5",
-                "-e",
-            ])
-            .arg(sql);
-        let out = run_bounded(&mut cmd, SCRIPT_TIMEOUT);
-        assert!(
-            out.status.success(),
-            "{sql} on {server}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// A global status counter of `server`.
-    fn counter(&self, server: &str, name: &str) -> u64 {
-        let out = self.sql(server, &format!("SHOW GLOBAL STATUS LIKE '{name}'"));
-        out.split_whitespace()
-            .nth(1)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("status {name}: {out:?}"))
-    }
-}
-
-impl Drop for Pair {
-    fn drop(&mut self) {
-        let _ = self.script(&["purge"]);
-    }
-}
 
 /// Runs one check on a fresh glommio executor, as a worker's owner task would.
 fn check(check: MysqlCheck, addr: SocketAddr, backup: bool) -> Outcome {
@@ -219,18 +143,8 @@ fn mysql_check_against_mariadb_pair() {
         );
         return;
     }
-    let dir = PathBuf::from(format!("/tmp/corelb-mc{}", std::process::id()));
-    let (p, r) = (free_port(), free_port());
-    assert_ne!(p, r);
-    let pair = Pair {
-        dir: dir.clone(),
-        primary: SocketAddr::from(([127, 0, 0, 1], p)),
-        replica: SocketAddr::from(([127, 0, 0, 1], r)),
-    };
-    assert!(
-        pair.script(&["up"]).status.success(),
-        "mariadb.sh up failed"
-    );
+    let pair = Pair::up_with_check_account("mc", CHECK_USER, CHECK_PASSWORD);
+    let dir = pair.dir.clone();
     let (primary, replica) = (pair.primary, pair.replica);
 
     // Level 1 on both; it ends with a refused login, never as a pre-auth abort (which would count

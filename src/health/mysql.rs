@@ -131,8 +131,8 @@ pub(super) async fn mysql_check(
         MysqlRole::Writer => w.writer().await,
         MysqlRole::Reader { max_lag } => w.reader(max_lag).await,
     };
-    // Also after a failed query: the session is still in step unless the error was a socket one,
-    // and then quit() does nothing useful but costs nothing either.
+    // Also after a failed query: after an ERR packet the session is still in step, so the server
+    // sees a normal quit; after a framing or socket error, COM_QUIT is at worst ignored.
     w.quit().await;
     verdict
 }

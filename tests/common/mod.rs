@@ -9,6 +9,7 @@ pub mod backends;
 pub mod client;
 pub mod cluster;
 pub mod corelb;
+pub mod mariadb;
 
 use std::io::{self, Read};
 use std::net::TcpStream;
