@@ -19,6 +19,7 @@
 #   TESTS ["bulk connrate"]   PROXIES ["corelb haproxy direct"]
 #   BULK_CONNS [8]  BULK_SIZE [65536]  bytes per write        CONN_THREADS [8]
 #   ECHO_PORT [9201] CORELB_PORT [9210] HAPROXY_PORT [9211]   RESULTS_DIR [target/bench]
+#   HAPROXY_BUFSIZE [0]  HAProxy tune.bufsize; 0 keeps its default (16384; corelb's TCP buffer is 32 KiB)
 #   NOISE_PCT [10]  foreign CPU (% of one core) above which a run is redone
 #   MAX_REDO [1]    redos per run when noisy (the quieter attempt is kept)
 #   QUIET_WAIT [20] before each run, wait up to this many seconds for other tenants to go quiet
@@ -60,6 +61,7 @@ CONN_THREADS=${CONN_THREADS:-8}
 ECHO_PORT=${ECHO_PORT:-9201}
 CORELB_PORT=${CORELB_PORT:-9210}
 HAPROXY_PORT=${HAPROXY_PORT:-9211}
+HAPROXY_BUFSIZE=${HAPROXY_BUFSIZE:-0}
 RESULTS_DIR=${RESULTS_DIR:-"$REPO_DIR/target/bench"}
 NOISE_PCT=${NOISE_PCT:-10}
 MAX_REDO=${MAX_REDO:-1}
@@ -79,6 +81,7 @@ readonly MAX_ROUNDS=20
 readonly MAX_DURATION=600
 readonly MAX_CLIENTS=1024 # tcpbench's own cap on connections / threads
 readonly MAX_WRITE=4194304 # tcpbench's cap on --size
+readonly MAX_ECHO_LIFETIME=86400 # tcpbench serve's cap on --seconds
 # Timeouts, the same for both proxies: connect to the server, and a connection idle either way.
 readonly CONNECT_TIMEOUT=3s
 readonly IDLE_TIMEOUT=1h
@@ -87,7 +90,7 @@ readonly PROXY_MAXCONN=4096
 
 bench_init
 for v in DURATION ROUNDS WARMUP BULK_CONNS BULK_SIZE CONN_THREADS ECHO_PORT CORELB_PORT HAPROXY_PORT \
-    NOISE_PCT MAX_REDO QUIET_WAIT; do
+    HAPROXY_BUFSIZE NOISE_PCT MAX_REDO QUIET_WAIT; do
     is_uint "${!v}" || die "$v must be a non-negative integer, got '${!v}'"
 done
 ((DURATION >= 1 && DURATION <= MAX_DURATION)) || die "DURATION must be 1..$MAX_DURATION"
@@ -98,6 +101,8 @@ done
 ((BULK_SIZE >= 1 && BULK_SIZE <= MAX_WRITE)) || die "BULK_SIZE must be 1..$MAX_WRITE"
 ((MAX_REDO <= 3)) || die "MAX_REDO must be 0..3"
 ((QUIET_WAIT <= 600)) || die "QUIET_WAIT must be 0..600"
+((HAPROXY_BUFSIZE == 0 || (HAPROXY_BUFSIZE >= 1024 && HAPROXY_BUFSIZE <= 1048576))) ||
+    die "HAPROXY_BUFSIZE must be 0 (HAProxy's default) or 1024..1048576"
 for t in $TESTS; do
     case "$t" in bulk | connrate) ;; *) die "unknown test '$t' in TESTS (use bulk, connrate)" ;; esac
 done
@@ -122,16 +127,6 @@ if has_proxy haproxy && ! command -v haproxy > /dev/null 2>&1; then
     fi
 fi
 has_proxy haproxy && need haproxy "apt-get install haproxy"
-if ((BUILD)); then
-    need cargo "install Rust (rustup) or run with --no-build"
-    log "building corelb and examples/tcpbench (release, fat LTO: minutes)"
-    (cd "$REPO_DIR" && cargo build --release --quiet --bin corelb --example tcpbench) ||
-        die "cargo build --release failed"
-fi
-[[ -x $TCPBENCH_BIN ]] || die "'$TCPBENCH_BIN' not found: cargo build --release --example tcpbench"
-if has_proxy corelb; then
-    [[ -x $CORELB_BIN ]] || die "'$CORELB_BIN' not found: cargo build --release --bin corelb"
-fi
 
 # ---------------------------------------------------------------------------------------------------
 # State, cleanup: stop only what we started (by PID), newest first.
@@ -152,6 +147,20 @@ trap 'echo "$BENCH_NAME: error: command failed (exit $?) at line $LINENO: $BASH_
 trap cleanup EXIT
 trap 'cleanup; exit 130' INT
 trap 'cleanup; exit 143' TERM
+
+if ((BUILD)); then
+    need cargo "install Rust (rustup) or run with --no-build"
+    log "building corelb and examples/tcpbench (release, fat LTO: minutes)"
+    # The log only on failure: the vendored glommio's warnings are noise here.
+    if ! (cd "$REPO_DIR" && cargo build --release --bin corelb --example tcpbench) > "$STATE/build.log" 2>&1; then
+        tail -n 30 "$STATE/build.log" >&2
+        die "cargo build --release failed"
+    fi
+fi
+[[ -x $TCPBENCH_BIN ]] || die "'$TCPBENCH_BIN' not found: cargo build --release --example tcpbench"
+if has_proxy corelb; then
+    [[ -x $CORELB_BIN ]] || die "'$CORELB_BIN' not found: cargo build --release --bin corelb"
+fi
 
 port_free_or_die "$ECHO_PORT" "echo server (ECHO_PORT)"
 has_proxy corelb && port_free_or_die "$CORELB_PORT" "corelb (CORELB_PORT)"
@@ -194,12 +203,19 @@ address = "127.0.0.1:$ECHO_PORT"
 EOF
 }
 
+HAPROXY_TUNE="    # tune.bufsize: HAProxy's default (16384)"
+BUFSIZE_NOTE="default (16384)"
+if ((HAPROXY_BUFSIZE > 0)); then
+    HAPROXY_TUNE="    tune.bufsize $HAPROXY_BUFSIZE"
+    BUFSIZE_NOTE=$HAPROXY_BUFSIZE
+fi
 write_haproxy_cfg() {
     cat << EOF
 global
     nbthread 1
     maxconn $PROXY_MAXCONN
     # no 'log' line: logging off, like corelb
+$HAPROXY_TUNE
 
 defaults
     mode tcp
@@ -235,8 +251,8 @@ TS=$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$RESULTS_DIR"
 REPORT="$RESULTS_DIR/tcp-$TS.txt"
 RAW="$RESULTS_DIR/tcp-$TS.tsv"
-CMDLINE=$(printf 'DURATION=%q ROUNDS=%q WARMUP=%q TESTS=%q PROXIES=%q BULK_CONNS=%q BULK_SIZE=%q CONN_THREADS=%q' \
-    "$DURATION" "$ROUNDS" "$WARMUP" "$TESTS" "$PROXIES" "$BULK_CONNS" "$BULK_SIZE" "$CONN_THREADS")
+CMDLINE=$(printf 'DURATION=%q ROUNDS=%q WARMUP=%q TESTS=%q PROXIES=%q BULK_CONNS=%q BULK_SIZE=%q CONN_THREADS=%q HAPROXY_BUFSIZE=%q' \
+    "$DURATION" "$ROUNDS" "$WARMUP" "$TESTS" "$PROXIES" "$BULK_CONNS" "$BULK_SIZE" "$CONN_THREADS" "$HAPROXY_BUFSIZE")
 CMDLINE+=" benches/tcp_compare.sh"
 
 VERSIONS=""
@@ -257,6 +273,7 @@ echo "$PINNING"
 # ---------------------------------------------------------------------------------------------------
 # Start everything. The echo server outlives the runs by far, and still ends on its own.
 ECHO_LIFETIME=$((ROUNDS * (MAX_REDO + 1) * 3 * 2 * (DURATION + WARMUP + QUIET_WAIT + TOOL_SLACK_S) + 600))
+((ECHO_LIFETIME <= MAX_ECHO_LIFETIME)) || ECHO_LIFETIME=$MAX_ECHO_LIFETIME
 start_bg echo "$LOAD_CORE" "$STATE/echo.log" \
     "$TCPBENCH_BIN" serve --listen "127.0.0.1:$ECHO_PORT" --seconds "$ECHO_LIFETIME"
 wait_listening echo "$ECHO_PORT" "$STATE/echo.log"
@@ -417,7 +434,9 @@ stats() { # test proxy column -> "median min max" over the kept runs
     echo "$PINNING"
     echo
     echo "Method: tcpbench against its echo server through each proxy (mode tcp, connect timeout" \
-        "$CONNECT_TIMEOUT, idle/client/server timeout $IDLE_TIMEOUT, no logging); ${DURATION}s per run after a" \
+        "$CONNECT_TIMEOUT, idle/client/server timeout $IDLE_TIMEOUT, no logging, HAProxy tune.bufsize" \
+        "$BUFSIZE_NOTE, corelb's TCP buffer 32 KiB: buffer size drives bulk cost);" \
+        "${DURATION}s per run after a" \
         "${WARMUP}s unrecorded warm-up; rounds interleaved ($PROXIES); medians over $ROUNDS round(s), (min-max)" \
         "beside. Per proxy CPU-s = work done in the run / the proxy's utime+stime over the run" \
         "(/proc/PID/stat, all threads). vs HAProxy = corelb's (or direct's) median / HAProxy's: above 1 is" \

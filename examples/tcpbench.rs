@@ -49,6 +49,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 /// Stack of each echo thread: it needs only its buffer (on the heap); thread-per-connection stays cheap.
 const THREAD_STACK: usize = 128 * 1024;
+/// Pause of a `connrate` thread after a failed exchange.
+const ERROR_BACKOFF: Duration = Duration::from_millis(1);
 /// Payload of one `connrate` exchange.
 const PING: usize = 64;
 /// Upper bound on `connrate` iterations per thread (beyond any real rate x MAX_RUN_SECONDS is fine
@@ -321,9 +323,15 @@ fn connrate(target: SocketAddr, threads: usize, seconds: u64) -> io::Result<()> 
             while Instant::now() < deadline && n < MAX_CONNS_PER_THREAD {
                 n += 1;
                 match ping(target) {
-                    Ok(()) => ok2.fetch_add(1, Ordering::Relaxed),
-                    Err(_) => errors2.fetch_add(1, Ordering::Relaxed),
-                };
+                    Ok(()) => {
+                        ok2.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) => {
+                        errors2.fetch_add(1, Ordering::Relaxed);
+                        // A refusing target must not turn the loop into a busy spin.
+                        thread::sleep(ERROR_BACKOFF);
+                    }
+                }
             }
         }));
     }

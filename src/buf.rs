@@ -12,7 +12,10 @@ use futures_lite::AsyncReadExt;
 use glommio::net::TcpStream;
 
 use crate::http::HeaderField;
-use crate::limits::{BODY_BUF, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS, MAX_SPARE_EXCHANGES};
+use crate::limits::{
+    BODY_BUF, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS, MAX_SPARE_EXCHANGES, MAX_SPARE_TCP_BUFS,
+    TCP_BUF,
+};
 
 pub struct Buf {
     data: Box<[u8]>,
@@ -170,6 +173,30 @@ impl ExchangePool {
             x.out.clear();
             x.resp_fields.clear();
             spare.push(x);
+        }
+    }
+}
+
+/// A worker's spare TCP-mode buffers (two per connection), reused LIFO so a short connection costs no
+/// allocation and no zeroing of 64 KiB; at most `MAX_SPARE_TCP_BUFS` kept.
+#[derive(Default)]
+pub struct BufPool {
+    spare: RefCell<Vec<Buf>>,
+}
+
+impl BufPool {
+    pub fn take(&self) -> Buf {
+        self.spare
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Buf::new(TCP_BUF))
+    }
+
+    pub fn give_back(&self, mut b: Buf) {
+        let mut spare = self.spare.borrow_mut();
+        if spare.len() < MAX_SPARE_TCP_BUFS && b.capacity() == TCP_BUF {
+            b.clear();
+            spare.push(b);
         }
     }
 }

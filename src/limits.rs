@@ -35,6 +35,9 @@ pub const BODY_BUF: usize = 32 * 1024;
 /// Buffer per direction of a TCP-mode connection (two per connection, allocated at accept): as large
 /// as the body buffer, so bulk transfers move 32 KiB per syscall like HTTP bodies.
 pub const TCP_BUF: usize = BODY_BUF;
+/// Spare TCP-mode buffers a worker keeps for reuse: 512 x 32 KiB = 16 MiB of idle memory per worker at
+/// most; more concurrent TCP connections allocate on demand and free afterwards.
+pub const MAX_SPARE_TCP_BUFS: usize = 512;
 
 /// Longest chunk-size line including extensions (RFC 9112 §7.1.1 puts no bound; we must).
 pub const MAX_CHUNK_LINE: usize = 4 * 1024;

@@ -10,7 +10,7 @@ use glommio::sync::Semaphore;
 use std::time::Instant;
 
 use crate::balance::{hash_bytes, Balancer, Policy, ServerSpec};
-use crate::buf::ExchangePool;
+use crate::buf::{BufPool, ExchangePool};
 use crate::config::{Algorithm, Backend, Config};
 use crate::health::board::Board;
 use crate::health::view::{BackendHealth, Passed};
@@ -127,6 +127,7 @@ pub struct WorkerCtx {
     pub date: DateCache,
     pub errors: RateLimited,
     pub exchanges: ExchangePool,
+    pub tcp_bufs: BufPool,
     /// Health shared across workers; read by the control task (`sync_health`), not the request path.
     pub board: Arc<Board>,
     board_generation: Cell<u64>,
@@ -153,6 +154,7 @@ impl WorkerCtx {
             date: DateCache::default(),
             errors: RateLimited::default(),
             exchanges: ExchangePool::default(),
+            tcp_bufs: BufPool::default(),
             board_generation: Cell::new(board.generation()),
             health_applied: Cell::new(0),
             health_max_lag: Cell::new(std::time::Duration::ZERO),

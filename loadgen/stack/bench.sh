@@ -12,6 +12,9 @@
 #   --keep         leave the stack (MariaDB, app nodes, balancers) running on exit; the next run
 #                  stops the kept app nodes and balancers first (their PIDs are in the state dir)
 #   --down         stop what a --keep run left (app nodes, balancers, MariaDB pair) and exit
+#   --db-direct    app nodes connect straight to MariaDB; by default they go through a corelb of the
+#                  database tier (configs/mysql.toml: TCP frontends with MySQL-aware checks, writes to
+#                  the writable server, reads to replicas within the lag bound), pinned with the app nodes
 # Environment (defaults in brackets):
 #   DURATION [10]  measured seconds per run       WARMUP [2]  unrecorded seconds before each
 #   RESULTS_DIR [target/stack-bench/<timestamp>]  JSON, .hgrm, CSV, SVG and text reports
@@ -19,6 +22,7 @@
 #   CORELB_PRIMARY_PORT [13316] CORELB_REPLICA_PORT [13317]
 #   APP1_PORT [18101] APP2_PORT [18102] APP_THREADS [600]
 #   CORELB_PORT [18110] HAPROXY_PORT [18111] NGINX_PORT [18112]
+#   DB_WRITER_PORT [18120] DB_READER_PORT [18121]  the database tier corelb's frontends
 #   OPEN_CONNS [128]  connection pool of the open-loop runs
 set -euo pipefail
 
@@ -37,12 +41,14 @@ log() { echo "[bench] $*"; }
 QUICK=0
 KEEP=0
 DOWN=0
+DB_DIRECT=0
 BALANCERS=()
 while (($# > 0)); do
     case "$1" in
         --quick) QUICK=1 ;;
         --keep) KEEP=1 ;;
         --down) DOWN=1 ;;
+        --db-direct) DB_DIRECT=1 ;;
         --balancer)
             (($# >= 2)) || die "--balancer needs a value (corelb, haproxy or nginx)"
             IFS=',' read -r -a more <<< "$2"
@@ -85,6 +91,8 @@ APP1_PORT=${APP1_PORT:-18101}
 APP2_PORT=${APP2_PORT:-18102}
 APP_THREADS=${APP_THREADS:-600}
 CORELB_PORT=${CORELB_PORT:-18110}
+DB_WRITER_PORT=${DB_WRITER_PORT:-18120}
+DB_READER_PORT=${DB_READER_PORT:-18121}
 HAPROXY_PORT=${HAPROXY_PORT:-18111}
 NGINX_PORT=${NGINX_PORT:-18112}
 OPEN_CONNS=${OPEN_CONNS:-128}
@@ -102,7 +110,8 @@ readonly REPL_POLLS=300  # 30 s for the replica to catch up with the run's write
 readonly LOADGEN_SLACK_S=30
 
 is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
-for v in DURATION WARMUP APP1_PORT APP2_PORT APP_THREADS CORELB_PORT HAPROXY_PORT NGINX_PORT OPEN_CONNS; do
+for v in DURATION WARMUP APP1_PORT APP2_PORT APP_THREADS CORELB_PORT HAPROXY_PORT NGINX_PORT OPEN_CONNS \
+    DB_WRITER_PORT DB_READER_PORT; do
     is_uint "${!v}" || die "$v must be a non-negative integer, got '${!v}'"
 done
 ((DURATION >= 1 && DURATION <= MAX_DURATION)) || die "DURATION must be 1..$MAX_DURATION"
@@ -263,7 +272,10 @@ port_free_or_die "$APP2_PORT" "app node app2 (APP2_PORT)"
 has_balancer corelb && port_free_or_die "$CORELB_PORT" "corelb (CORELB_PORT)"
 has_balancer haproxy && port_free_or_die "$HAPROXY_PORT" "haproxy (HAPROXY_PORT)"
 has_balancer nginx && port_free_or_die "$NGINX_PORT" "nginx (NGINX_PORT)"
+((DB_DIRECT)) || port_free_or_die "$DB_WRITER_PORT" "the database tier corelb (DB_WRITER_PORT)"
+((DB_DIRECT)) || port_free_or_die "$DB_READER_PORT" "the database tier corelb (DB_READER_PORT)"
 ALL_PORTS="$CORELB_PRIMARY_PORT $CORELB_REPLICA_PORT $APP1_PORT $APP2_PORT $CORELB_PORT $HAPROXY_PORT $NGINX_PORT"
+ALL_PORTS+=" $DB_WRITER_PORT $DB_READER_PORT"
 [[ $(tr ' ' '\n' <<< "$ALL_PORTS" | sort | uniq -d) == "" ]] || die "two services share a port: $ALL_PORTS"
 
 # pin core cmd...: taskset when the machine has 2+ CPUs, else plain.
@@ -486,11 +498,39 @@ primary_sql() {
 ROWS_BEFORE_PRIMARY=$(primary_sql "SELECT COUNT(*) FROM items")
 ROWS_BEFORE_REPLICA=$(replica_sql "SELECT COUNT(*) FROM items")
 
+# The database tier's own corelb (configs/mysql.toml, addresses rewritten to this run's ports), on
+# the core of the app nodes and MariaDB so that the balancer under test keeps its core to itself.
+if ((DB_DIRECT)); then
+    DB_WRITER="127.0.0.1:$CORELB_PRIMARY_PORT"
+    DB_READER="127.0.0.1:$CORELB_REPLICA_PORT"
+    log "app nodes -> MariaDB directly (--db-direct)"
+else
+    sed -e "s/127\.0\.0\.1:13306/127.0.0.1:$CORELB_PRIMARY_PORT/" \
+        -e "s/127\.0\.0\.1:13307/127.0.0.1:$CORELB_REPLICA_PORT/" \
+        -e "s/127\.0\.0\.1:13400/127.0.0.1:$DB_WRITER_PORT/" \
+        -e "s/127\.0\.0\.1:13401/127.0.0.1:$DB_READER_PORT/" \
+        "$REPO_DIR/configs/mysql.toml" > "$STATE/corelb-db.toml"
+    "$BIN/corelb" check -c "$STATE/corelb-db.toml" > "$STATE/corelb-db-check.log" 2>&1 ||
+        die "corelb rejected $STATE/corelb-db.toml: $(cat "$STATE/corelb-db-check.log")"
+    start_bg dbtier "$LOAD_CORE" "$STATE/corelb-db.log" "$BIN/corelb" run -c "$STATE/corelb-db.toml" --workers 1
+    wait_listening dbtier "$DB_WRITER_PORT"
+    wait_listening dbtier "$DB_READER_PORT"
+    # Every server counts as up until checked: wait for the first verdicts (the replica leaving the
+    # writer backend) so no early write reaches the read-only replica.
+    for ((i = 0; i < START_POLLS; i++)); do
+        grep -q "server writer/replica is DOWN" "$STATE/corelb-db.log" && break
+        sleep 0.1
+    done
+    grep -q "server writer/replica is DOWN" "$STATE/corelb-db.log" ||
+        die "the database tier corelb never marked the replica read-only; log: $(tail -n 20 "$STATE/corelb-db.log")"
+    DB_WRITER="127.0.0.1:$DB_WRITER_PORT"
+    DB_READER="127.0.0.1:$DB_READER_PORT"
+    log "app nodes -> corelb TCP frontends writer $DB_WRITER, reader $DB_READER (pid ${PID_OF[dbtier]}) -> MariaDB"
+fi
 for app in app1 app2; do
     if [[ $app == app1 ]]; then port=$APP1_PORT; else port=$APP2_PORT; fi
     start_bg "$app" "$LOAD_CORE" "$STATE/$app.log" "$BIN/appnode" --listen "127.0.0.1:$port" --name "$app" \
-        --primary "127.0.0.1:$CORELB_PRIMARY_PORT" --replica "127.0.0.1:$CORELB_REPLICA_PORT" \
-        --threads "$APP_THREADS"
+        --primary "$DB_WRITER" --replica "$DB_READER" --threads "$APP_THREADS"
 done
 wait_listening app1 "$APP1_PORT"
 wait_listening app2 "$APP2_PORT"

@@ -13,7 +13,7 @@ use glommio::net::TcpStream;
 use crate::balance::hash_bytes;
 use crate::buf::{write_all, Buf};
 use crate::config::{Algorithm, Frontend, HashKey};
-use crate::limits::{MAX_CONNECT_TRIES, TCP_BUF};
+use crate::limits::MAX_CONNECT_TRIES;
 use crate::proxy::tunnel::tunnel;
 use crate::proxy_protocol;
 use crate::worker::{Assigned, InFlight, WorkerCtx};
@@ -78,12 +78,13 @@ pub async fn serve_tcp(ctx: Rc<WorkerCtx>, fe: usize, mut client: TcpStream) {
     let _ = client.set_nodelay(true);
     let cfg = ctx.cfg.clone();
     let f = &cfg.frontends[fe];
-    let mut cbuf = Buf::new(TCP_BUF);
+    let mut cbuf = ctx.tcp_bufs.take();
     let (src, dst) = if f.accept_proxy {
         match read_proxy_header(&mut client, &mut cbuf, f, peer, local).await {
             Ok(addrs) => addrs,
             Err(why) => {
                 ctx.log_error(format_args!("fe={} peer={} {why}", f.name, peer.ip()));
+                ctx.tcp_bufs.give_back(cbuf);
                 return;
             }
         }
@@ -151,7 +152,7 @@ pub async fn serve_tcp(ctx: Rc<WorkerCtx>, fe: usize, mut client: TcpStream) {
             return;
         }
     }
-    let mut sbuf = Buf::new(TCP_BUF);
+    let mut sbuf = ctx.tcp_bufs.take();
     // Ends when both sides have closed, at the idle timeout, or on a reset from either side: in TCP
     // mode there is nothing to answer in any of these cases.
     let _ = tunnel(
@@ -162,6 +163,8 @@ pub async fn serve_tcp(ctx: Rc<WorkerCtx>, fe: usize, mut client: TcpStream) {
         f.timeouts.idle,
     )
     .await;
+    ctx.tcp_bufs.give_back(sbuf);
+    ctx.tcp_bufs.give_back(cbuf);
 }
 
 async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
