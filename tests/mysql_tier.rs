@@ -3,7 +3,7 @@
 //! (writer and reader backends with `check = "mysql"` roles, as in configs/mysql.toml), and the
 //! `mariadb` command-line client connecting through them. Writes land on the primary, reads are served
 //! by the replica (told apart by @@server_id); reads fail over to the primary when the replica stops or
-//! its SQL thread stops, and come back; flipping read_only moves the writer role.
+//! its SQL thread stops, or it lags past max_replication_lag (MASTER_DELAY), and come back; flipping read_only moves the writer role.
 //!
 //! Needs mariadb-server and mariadb-client (Debian). Without them the test says SKIPPED and passes,
 //! except under CI (CI=true), where that is a failure.
@@ -23,6 +23,10 @@ const RISE: u64 = 2;
 /// The bound asserted for a role change: fall (or rise) x interval, a check timeout's worth of slack
 /// for a check in flight, one control tick of propagation, and generous CI noise.
 const ROLE_CHANGE_BOUND: Duration = Duration::from_millis(FALL * INTERVAL_MS + 1000 + 50 + 2000);
+/// The reader backend's lag bound, and the delay the test imposes on the replica (MASTER_DELAY) to
+/// push its Seconds_Behind_Master past it.
+const MAX_LAG_S: u64 = 2;
+const DELAY_S: u64 = 8;
 /// Stopping or starting a server, or replication catching up, takes seconds.
 const SERVER_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -76,7 +80,7 @@ algorithm = "leastconn"
   user = "{CHECK_USER}"
   password = "{CHECK_PASSWORD}"
   role = "reader"
-  max_replication_lag = "5s"
+  max_replication_lag = "{MAX_LAG_S}s"
   interval = "{INTERVAL_MS}ms"
   fastinter = "{INTERVAL_MS}ms"
   timeout = "1s"
@@ -254,6 +258,50 @@ fn mysql_tier_through_corelb() {
         &replica_id,
         SERVER_DEADLINE,
         "SQL thread resumed",
+    );
+
+    // Real lag: the replica applies events DELAY_S late (MASTER_DELAY); after a write its
+    // Seconds_Behind_Master climbs past max_replication_lag and it leaves the read pool, then returns
+    // once it has applied the write.
+    pair.sql(
+        "replica",
+        &format!("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = {DELAY_S}; START SLAVE"),
+    );
+    let written = Instant::now();
+    pair.app_sql_via(writer, "INSERT INTO items (name) VALUES ('lagging')")
+        .expect("write for the lag test");
+    wait_served_by(
+        &pair,
+        reader,
+        &primary_id,
+        Duration::from_secs(MAX_LAG_S) + ROLE_CHANGE_BOUND,
+        "replica lagging",
+    );
+    eprintln!(
+        "reads left the lagging replica {:?} after the write (lag bound {MAX_LAG_S} s)",
+        written.elapsed()
+    );
+    assert!(
+        common::wait_for(Duration::from_secs(5), || lb
+            .logs()
+            .contains("server reader/replica is DOWN: check replica lag")),
+        "the DOWN reason names the lag: {}",
+        lb.logs()
+    );
+    wait_served_by(
+        &pair,
+        reader,
+        &replica_id,
+        SERVER_DEADLINE,
+        "replica caught up",
+    );
+    eprintln!(
+        "reads returned to the replica {:?} after the write (delay {DELAY_S} s)",
+        written.elapsed()
+    );
+    pair.sql(
+        "replica",
+        "STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 0; START SLAVE",
     );
 
     // Promote by hand: the replica becomes writable and the primary read-only; the writer role moves.
