@@ -143,6 +143,13 @@ pub fn run(cfg: Config, workers: Option<usize>) -> Result<(), StartError> {
             .map(|b| b.servers.len())
             .collect::<Vec<_>>(),
     ));
+    for (bi, b) in cfg.backends.iter().enumerate() {
+        if b.check.as_ref().is_some_and(|c| c.start_down) {
+            for si in 0..b.servers.len() {
+                board.init_down(board.index(bi, si));
+            }
+        }
+    }
     let listeners = bind_all(&cfg, workers)?;
     let (ready_tx, ready_rx) = mpsc::channel::<usize>();
     let mut handles = Vec::with_capacity(workers);

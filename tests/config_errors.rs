@@ -174,6 +174,7 @@ fn reference_validates_to_expected_values() {
         timeout: secs(1),
         rise: nz32(2),
         fall: nz32(3),
+        start_down: false,
     });
     app.passive = Some(Passive {
         error_limit: nz32(5),
@@ -228,6 +229,7 @@ fn reference_defaults_are_the_real_defaults() {
         "method",
         "expect_status",
         "disable_on_404",
+        "start_down",
         "error_limit",
         "eject",
         "max_eject",

@@ -105,9 +105,12 @@ fn check_defaults_and_values() {
             timeout: Duration::from_secs(1),
             rise: NonZeroU32::new(2).unwrap(),
             fall: NonZeroU32::new(3).unwrap(),
+            start_down: false,
         })
     );
     // fastinter never defaults above interval.
+    let b = backend_of(&app("[backend.check]\nstart_down = true", ""));
+    assert!(b.check.unwrap().start_down);
     let b = backend_of(&app("[backend.check]\ninterval = \"100ms\"", ""));
     assert_eq!(b.check.unwrap().fastinter, Duration::from_millis(100));
     let b = backend_of(&app(

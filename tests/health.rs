@@ -840,3 +840,55 @@ fn check_404_drains_with_disable_on_404() {
     assert_eq!(state_lines(&lb, "s1", "DRAIN").len(), 1, "{}", lb.logs());
     assert!(state_lines(&lb, "s1", "DOWN").is_empty(), "{}", lb.logs());
 }
+
+/// `start_down`: servers take no traffic before `rise` passing checks; a server whose checks fail
+/// never takes any, and never logs a transition (it was down from the start).
+#[test]
+fn start_down_waits_for_rise_passing_checks() {
+    let s1 = Controlled::start("s1");
+    let s2 = Controlled::start("s2");
+    s2.set_health(503);
+    let cfg = checked_with(
+        Cfg::new(&[("s1", s1.addr), ("s2", s2.addr)]),
+        Duration::from_millis(300),
+        Duration::from_millis(300),
+        RISE,
+        FALL,
+        &["start_down = true"],
+    );
+    let lb = Corelb::start(&cfg, 2);
+    // Before any check has passed: no server is up, the answer is the immediate 503.
+    let r = fresh_get(&lb, "/early");
+    if s1.health_reqs() == 0 {
+        assert_eq!(
+            r.status,
+            503,
+            "served before any check: {}",
+            r.head.raw_str()
+        );
+    }
+    let started = Instant::now();
+    let (up, _) = wait_line(&lb, "s1", "UP", 1, started, Duration::from_secs(5));
+    eprintln!("s1 came up: {up}");
+    assert!(
+        s1.health_reqs() >= RISE as usize,
+        "UP after {} checks, rise is {RISE}",
+        s1.health_reqs()
+    );
+    thread::sleep(PROPAGATION);
+    let m = spread(&lb, PROBES, "/after");
+    assert_eq!(count(&m, "s1"), PROBES, "{m:?}");
+    assert_eq!(s2.reqs(), 0, "a server whose checks fail took traffic");
+    assert!(
+        transitions(&lb, "s2").is_empty(),
+        "{:?}",
+        transitions(&lb, "s2")
+    );
+    // The first coming up is not a return: no slow start, no back-off state to reset.
+    assert_eq!(
+        transitions(&lb, "s1").len(),
+        1,
+        "{:?}",
+        transitions(&lb, "s1")
+    );
+}

@@ -57,6 +57,7 @@ algorithm = "first"
   user = "{CHECK_USER}"
   password = "{CHECK_PASSWORD}"
   role = "writer"
+  start_down = true
   interval = "{INTERVAL_MS}ms"
   fastinter = "{INTERVAL_MS}ms"
   timeout = "1s"
@@ -80,6 +81,7 @@ algorithm = "leastconn"
   user = "{CHECK_USER}"
   password = "{CHECK_PASSWORD}"
   role = "reader"
+  start_down = true
   max_replication_lag = "{MAX_LAG_S}s"
   interval = "{INTERVAL_MS}ms"
   fastinter = "{INTERVAL_MS}ms"
@@ -146,7 +148,7 @@ fn mysql_tier_through_corelb() {
         .find(|(name, _)| name == "reader")
         .map(|(_, a)| a.port())
         .expect("reader frontend");
-    // At startup every server counts as up until checks say otherwise: wait for the first verdicts.
+    // Servers start down (start_down): wait for the first verdicts.
     wait_served_by(
         &pair,
         writer,
@@ -164,8 +166,13 @@ fn mysql_tier_through_corelb() {
     assert!(
         common::wait_for(SERVER_DEADLINE, || lb
             .logs()
-            .contains("server writer/replica is DOWN")),
-        "the replica must leave the writer backend (read_only=1): {}",
+            .contains("server writer/primary is UP")),
+        "start_down: the primary comes up through its checks: {}",
+        lb.logs()
+    );
+    assert!(
+        !lb.logs().contains("server writer/replica is UP"),
+        "a read-only server never joins the writer backend: {}",
         lb.logs()
     );
 

@@ -148,6 +148,7 @@ pub struct CheckFile {
     pub expect_status: Option<String>,
     pub expect_body: Option<String>,
     pub disable_on_404: Option<bool>,
+    pub start_down: Option<bool>,
     /// MySQL checks: the check account (level 2), the role and the replication lag bound.
     pub user: Option<String>,
     pub password: Option<String>,

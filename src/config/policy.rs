@@ -223,6 +223,7 @@ pub(super) fn check(c: &mut Checker, label: &str, f: Option<&CheckFile>) -> Opti
         timeout,
         rise: nz(rise),
         fall: nz(fall),
+        start_down: f.start_down.unwrap_or(false),
     })
 }
 

@@ -218,6 +218,9 @@ pub struct Check {
     pub rise: NonZeroU32,
     /// Consecutive failures that take an up server down.
     pub fall: NonZeroU32,
+    /// Servers start down and take traffic only after `rise` passing checks (HAProxy `init-state
+    /// down`); the default starts them up, trusted until `fall` checks fail.
+    pub start_down: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

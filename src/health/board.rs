@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 const DOWN: u32 = 1;
 /// Drain requested by the server itself (an HTTP check answered 404 with `disable_on_404`).
 const DRAIN: u32 = 2;
+/// Down since startup (`start_down`): its first coming up is not a return, so no slow start.
+const INIT: u32 = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Snapshot {
@@ -82,12 +84,19 @@ impl Board {
         self.generation.load(Ordering::Acquire)
     }
 
+    /// At startup, before any worker reads the board: the server starts down (`start_down`).
+    pub fn init_down(&self, index: usize) {
+        self.slots[index]
+            .state
+            .store(DOWN | INIT, Ordering::Relaxed);
+    }
+
     /// Owner side: publishes a server's state. `came_up` stamps the slow-start clock.
     pub fn set(&self, index: usize, up: bool, drain: bool, now: Instant) {
         let slot = &self.slots[index];
         let word = if up { 0 } else { DOWN } | if drain { DRAIN } else { 0 };
         let old = slot.state.swap(word, Ordering::Relaxed);
-        if old & DOWN != 0 && up {
+        if old & DOWN != 0 && old & INIT == 0 && up {
             let ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
             slot.up_since_ms
                 .store(ms.saturating_add(1), Ordering::Relaxed);
@@ -157,5 +166,24 @@ mod tests {
         b.report(3);
         b.report(3);
         assert_eq!(b.reports(3), 2);
+    }
+
+    #[test]
+    fn start_down_is_not_a_return() {
+        let b = Board::new(&[2]);
+        b.init_down(0);
+        let g = b.generation();
+        assert!(!b.get(0).up);
+        let now = Instant::now();
+        b.set(0, true, false, now);
+        assert!(b.generation() > g);
+        assert_eq!(
+            b.get(0).up_since,
+            None,
+            "first up after start_down: no slow start"
+        );
+        b.set(0, false, false, now);
+        b.set(0, true, false, now);
+        assert!(b.get(0).up_since.is_some(), "a later return ramps");
     }
 }

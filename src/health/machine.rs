@@ -43,6 +43,13 @@ pub struct Machine {
 impl Machine {
     /// Starts up (like HAProxy: a server is assumed healthy until checks say otherwise), not draining.
     /// A zero `rise` or `fall` is treated as 1 (the config layer already rejects it).
+    /// A machine for a server that starts down (`start_down`): `rise` passes bring it up.
+    pub fn new_down(rise: u32, fall: u32) -> Machine {
+        let mut m = Machine::new(rise, fall);
+        m.health = Health::Down;
+        m
+    }
+
     pub fn new(rise: u32, fall: u32) -> Machine {
         Machine {
             rise: rise.max(1),

@@ -136,7 +136,11 @@ impl ServerTask {
                     CheckKind::Http(h) => http_request(h, srv.addr),
                     CheckKind::Tcp | CheckKind::Mysql(_) => Vec::new(),
                 },
-                Some(Machine::new(c.rise.get(), c.fall.get())),
+                Some(if c.start_down {
+                    Machine::new_down(c.rise.get(), c.fall.get())
+                } else {
+                    Machine::new(c.rise.get(), c.fall.get())
+                }),
             ),
             None => (Vec::new(), None),
         };

@@ -82,13 +82,16 @@ impl BackendHealth {
                 ejected_until: Cell::new(None),
             })
             .collect();
-        BackendHealth {
+        let h = BackendHealth {
             servers,
             slowstart: cfg.slowstart,
             passive: cfg.passive,
             ramp: !matches!(cfg.algorithm, Algorithm::Hash(_)),
             next_change: Cell::new(None),
-        }
+        };
+        // Servers that start down (`start_down`) are already marked on the board.
+        h.pull(board);
+        h
     }
 
     /// Copies this backend's states from the board; true when anything changed.
