@@ -474,3 +474,49 @@ fn host_with_a_trailing_dot_routes_like_the_name_without_it() {
     let r = c.read_response();
     assert_eq!(r.header("x-served-by"), Some("api"), "{}", r.head.raw_str());
 }
+
+#[test]
+fn path_prefix_routes_see_the_normalized_path() {
+    // RFC 3986 §6.2.2: "/api/../admin/", "/%61dmin/", "//admin/" name the resource "/admin/" once the
+    // server normalizes them; a `path_prefix` rule must not be bypassed by spelling it differently.
+    // The request target itself reaches the server unchanged.
+    let def = Backend::echo("def");
+    let admin = Backend::echo("admin");
+    let toml = format!(
+        "[global]\ngrace = \"2s\"\n\n\
+         [[frontend]]\nname = \"fe\"\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"be\"\n\
+         [[frontend.route]]\npath_prefix = \"/admin/\"\nbackend = \"admin\"\n\n\
+         [[backend]]\nname = \"be\"\n[[backend.server]]\nname = \"def\"\naddress = \"{}\"\n\n\
+         [[backend]]\nname = \"admin\"\n[[backend.server]]\nname = \"admin\"\naddress = \"{}\"\n",
+        def.addr, admin.addr
+    );
+    let lb = Corelb::start_toml(&toml, 1);
+    let mut c = Client::connect(lb.addr);
+    for (target, want) in [
+        ("/admin/x", "admin"),
+        ("/api/../admin/x", "admin"),
+        ("/%61dmin/x", "admin"),
+        ("/%2e%2e/admin/x", "admin"),
+        ("//admin/x", "admin"),
+        ("/./admin/x?q=1", "admin"),
+        ("/admin%2Fx", "def"),
+        ("/administrator", "def"),
+        ("/admin/../public", "def"),
+        ("/x?/admin/", "def"),
+    ] {
+        c.send(format!("GET {target} HTTP/1.1\r\nHost: h\r\n\r\n").as_bytes());
+        let r = c.read_response();
+        assert_eq!(r.status, 200, "{target}: {}", r.head.raw_str());
+        assert_eq!(
+            r.header("x-served-by"),
+            Some(want),
+            "{target} routed wrongly"
+        );
+        let got = if want == "admin" {
+            admin.last()
+        } else {
+            def.last()
+        };
+        assert_eq!(got.target(), target, "the target is forwarded unchanged");
+    }
+}

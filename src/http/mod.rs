@@ -5,6 +5,7 @@ pub mod chunked;
 pub mod cookie;
 pub mod date;
 pub mod fields;
+pub mod path;
 pub mod request;
 pub mod response;
 pub mod write;

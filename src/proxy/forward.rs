@@ -11,12 +11,12 @@ use crate::balance::hash_bytes;
 use crate::buf::{flush, write_all, Exchange};
 use crate::config::{Algorithm, Frontend, HashKey, HostMatch};
 use crate::error::{ProxyError, CONTINUE_100};
-use crate::http::cookie;
 use crate::http::request::{BodyFraming, Method, RequestHead};
 use crate::http::response::{parse_response_head_into, RespFraming, ResponseHead};
 use crate::http::write::{
     write_request_head, write_response_head, ClientFraming, ConnectionField, Forwarding,
 };
+use crate::http::{cookie, path};
 use crate::limits::{MAX_CONNECT_TRIES, MAX_INTERIM_RESPONSES};
 use crate::pool::looks_alive;
 use crate::proxy::body::{copy_body, BodyError, BodyFailure, Encode, SrcFraming, Timeouts};
@@ -25,12 +25,16 @@ use crate::proxy::ClientConn;
 use crate::worker::{Assigned, BackendCtx};
 
 /// Picks the backend: routes in order, first match wins, else the default (host compared
-/// case-insensitively, RFC 9110 §4.2.3).
-fn route(f: &Frontend, buf: &[u8], head: &RequestHead) -> usize {
+/// case-insensitively, RFC 9110 §4.2.3; path prefixes against the normalized path, see
+/// `http::path`, with `scratch` holding it when it differs from the raw one).
+fn route(f: &Frontend, buf: &[u8], head: &RequestHead, scratch: &mut Vec<u8>) -> usize {
+    if f.routes.is_empty() {
+        return f.default_backend;
+    }
     let host = head.host_name.get(buf);
     // `example.com.` is the same name as `example.com` (RFC 1034 §3.1): route it the same.
     let host = host.strip_suffix(b".").unwrap_or(host);
-    let path = head.path.get(buf);
+    let path = path::for_routing(head.path.get(buf), scratch);
     for r in &f.routes {
         if let Some(h) = &r.host {
             let ok = match h {
@@ -193,7 +197,7 @@ pub(super) async fn forward(
     head: RequestHead,
 ) -> Result<bool, ProxyError> {
     let ctx = c.ctx.clone();
-    let backend = &ctx.backends[route(f, c.cbuf.filled(), &head)];
+    let backend = &ctx.backends[route(f, c.cbuf.filled(), &head, &mut c.route_path)];
     let bt = backend.cfg.timeouts;
     // Persistence and hash keys are read before the head leaves the buffer.
     let sticky = backend.cfg.cookie.as_ref().and_then(|ck| {

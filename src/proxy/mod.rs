@@ -44,6 +44,9 @@ pub(crate) struct ClientConn {
     /// borrowed from the worker per exchange (`crate::buf::Exchange`).
     cbuf: Buf,
     req_fields: Vec<HeaderField>,
+    /// The normalized request path, when routing needs it to differ from the raw one (grows once to
+    /// the longest such path, bounded by the request line limit).
+    route_path: Vec<u8>,
     /// The largest request head this frontend accepts (sizes the exchange buffers).
     head_max: usize,
 }
@@ -88,6 +91,7 @@ pub async fn serve(ctx: Rc<WorkerCtx>, fe: usize, mut stream: TcpStream) {
         ip_len,
         cbuf,
         req_fields: Vec::with_capacity(f.limits.max_headers.get()),
+        route_path: Vec::new(),
         head_max,
     };
     loop {
