@@ -15,19 +15,18 @@
 #   LOADGEN_BIN [target/release/loadgen]    KEEP_STATE [0]  1 keeps the temp dir (conf, raw outputs)
 set -euo pipefail
 
-# C locale: '.' as the decimal point for awk and sort -g.
-export LC_ALL=C
-# nginx lives in /usr/sbin, which a non-root PATH on Debian lacks.
-PATH="$PATH:/usr/sbin:/sbin"
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$SCRIPT_DIR/.." && pwd)"
 readonly SCRIPT_DIR REPO_DIR
+BENCH_NAME=loadgen_vs_wrk.sh
+# shellcheck source=benches/lib.sh
+. "$SCRIPT_DIR/lib.sh"
+BENCH_TAG=loadgen-vs-wrk
 CMDLINE="DURATION=${DURATION:-10} ROUNDS=${ROUNDS:-3} CONNS=${CONNS:-64} OPEN_RATE=${OPEN_RATE:-20000} benches/loadgen_vs_wrk.sh"
 
-usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
 for arg in "$@"; do
     case "$arg" in
-        -h | --help) usage; exit 0 ;;
+        -h | --help) bench_usage "${BASH_SOURCE[0]}"; exit 0 ;;
         *) echo "loadgen_vs_wrk.sh: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -43,9 +42,6 @@ KEEP_STATE=${KEEP_STATE:-0}
 # nginx gets core 1 to itself; the generator under test runs on core 0.
 readonly SERVER_CORE=1
 readonly LOAD_CORE=0
-# Bounds on wait loops: polls of 0.1 s.
-readonly START_POLLS=100 # 10 s for nginx to start listening
-readonly STOP_POLLS=50   # 5 s for nginx to exit on SIGTERM before SIGKILL
 # A generator gets this much slack past -d before `timeout` kills it (connects, teardown, its own
 # hard end of duration + per-request timeout).
 readonly GEN_SLACK_S=30
@@ -55,10 +51,6 @@ readonly MAX_DURATION=600
 readonly MAX_CONNS=10000
 readonly MAX_OPEN_RATE=1000000
 
-die() { echo "loadgen_vs_wrk.sh: error: $*" >&2; exit 1; }
-log() { echo "[loadgen-vs-wrk] $*"; }
-
-is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 for v in DURATION ROUNDS CONNS NGINX_PORT OPEN_RATE; do
     is_uint "${!v}" || die "$v must be a non-negative integer, got '${!v}'"
 done
@@ -68,87 +60,28 @@ done
 ((OPEN_RATE <= MAX_OPEN_RATE)) || die "OPEN_RATE must be 0..$MAX_OPEN_RATE"
 ((NGINX_PORT >= 1 && NGINX_PORT <= 65535)) || die "NGINX_PORT must be 1..65535"
 
-need() { command -v "$1" > /dev/null 2>&1 || die "'$1' not found: $2"; }
+bench_init
 need wrk "apt-get install wrk"
 need nginx "apt-get install nginx-light"
-need taskset "apt-get install util-linux"
-need ss "apt-get install iproute2"
-need timeout "apt-get install coreutils"
 need jq "apt-get install jq (parses loadgen's --json report)"
 [[ -x $LOADGEN_BIN ]] || die "loadgen binary '$LOADGEN_BIN' not found: run 'cargo build --release -p loadgen'"
-NCPU=$(getconf _NPROCESSORS_ONLN)
-((NCPU >= 2)) || die "need at least 2 CPUs to pin server and generator apart (have $NCPU)"
-if (($(ulimit -n) < 4096)); then
-    ulimit -n "$(ulimit -Hn)" 2> /dev/null || true
-fi
-CLK_TCK=$(getconf CLK_TCK)
 (($(ulimit -n) >= CONNS + 64)) || die "open file limit $(ulimit -n) is too low for $CONNS connections"
 
 # ---------------------------------------------------------------------------------------------------
 # State, cleanup
-STATE=$(mktemp -d "${TMPDIR:-/tmp}/loadgen-vs-wrk.XXXXXX")
-chmod 0755 "$STATE"
-NGINX_PID=""
+bench_state_dir loadgen-vs-wrk
 
-# alive pid: exists and is not a zombie (kill -0 succeeds on an unreaped child).
-alive() {
-    local stat
-    { read -r stat < "/proc/$1/stat"; } 2> /dev/null || return 1
-    stat=${stat##*) }
-    [[ ${stat:0:1} != Z ]]
-}
-
-CLEANED=0
-cleanup() {
-    ((CLEANED)) && return 0
-    CLEANED=1
-    local i
-    if [[ -n $NGINX_PID ]] && alive "$NGINX_PID"; then
-        kill -TERM "$NGINX_PID" 2> /dev/null || true
-        for ((i = 0; i < STOP_POLLS; i++)); do
-            alive "$NGINX_PID" || break
-            sleep 0.1
-        done
-        if alive "$NGINX_PID"; then
-            echo "[loadgen-vs-wrk] nginx (pid $NGINX_PID) ignored SIGTERM: SIGKILL" >&2
-            kill -KILL "$NGINX_PID" 2> /dev/null || true
-        fi
-    fi
-    [[ -z $NGINX_PID ]] || wait "$NGINX_PID" 2> /dev/null || true
-    if [[ $KEEP_STATE == 1 ]]; then
-        echo "[loadgen-vs-wrk] state kept in $STATE" >&2
-    else
-        rm -rf "$STATE"
-    fi
-}
-trap 'echo "loadgen_vs_wrk.sh: error: command failed (exit $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
-trap cleanup EXIT
-trap 'cleanup; exit 130' INT
-trap 'cleanup; exit 143' TERM
-
-if [[ -n $(ss -Hltn "sport = :$NGINX_PORT") ]]; then
-    echo "loadgen_vs_wrk.sh: error: port $NGINX_PORT (for nginx) is already in use:" >&2
-    ss -ltnp "sport = :$NGINX_PORT" >&2 || true
-    die "free it or pick another port with NGINX_PORT"
-fi
+port_free_or_die "$NGINX_PORT" "nginx (NGINX_PORT)"
 
 # ---------------------------------------------------------------------------------------------------
 # nginx: its own prefix and conf, nothing under /var/lib/nginx or /var/log.
 NGX="$STATE/nginx"
 mkdir -p "$NGX"
-cat > "$NGX/nginx.conf" << EOF
-worker_processes 1;
-daemon off;
-master_process on;
-pid $NGX/nginx.pid;
-error_log $NGX/error.log warn;
-events { worker_connections 4096; }
-http {
-    client_body_temp_path $NGX/client_body;
-    proxy_temp_path $NGX/proxy;
-    fastcgi_temp_path $NGX/fastcgi;
-    uwsgi_temp_path $NGX/uwsgi;
-    scgi_temp_path $NGX/scgi;
+{
+    nginx_common "$NGX"
+    echo "http {"
+    nginx_temp_paths "$NGX"
+    cat << EOF
     access_log off;
     keepalive_requests 1000000;
     keepalive_timeout 75s;
@@ -158,33 +91,14 @@ http {
     }
 }
 EOF
-# taskset execs nginx, so $! is the master's PID (its worker inherits the affinity).
-taskset -c "$SERVER_CORE" nginx -p "$NGX" -c "$NGX/nginx.conf" < /dev/null > "$NGX/stdout.log" 2>&1 &
-NGINX_PID=$!
-for ((i = 0; i < START_POLLS; i++)); do
-    alive "$NGINX_PID" || die "nginx exited during start-up: $(tail -n 5 "$NGX/stdout.log" "$NGX/error.log" 2> /dev/null)"
-    [[ -n $(ss -Hltn "sport = :$NGINX_PORT") ]] && break
-    sleep 0.1
-done
-[[ -n $(ss -Hltn "sport = :$NGINX_PORT") ]] || die "nginx not listening on $NGINX_PORT after $((START_POLLS / 10)) s"
+} > "$NGX/nginx.conf"
+# The master's PID (its worker inherits the affinity).
+start_bg nginx "$SERVER_CORE" "$NGX/stdout.log" nginx -p "$NGX" -c "$NGX/nginx.conf"
+wait_listening nginx "$NGINX_PORT" "$NGX/error.log"
+NGINX_PID=${PID_OF[nginx]}
 URL="http://127.0.0.1:$NGINX_PORT/"
 
 # ---------------------------------------------------------------------------------------------------
-# Children's CPU via the shell's own `times` (getrusage RUSAGE_CHILDREN of this shell): it must run in
-# this shell, not a subshell, which would start with zeroed child times. Second line: children's
-# user and sys, e.g. "0m1.230s 0m0.450s". Printed in seconds (resolution: what getrusage gives).
-children_cpu_to() { times > "$1"; }
-parse_children_cpu() {
-    awk 'NR == 2 {
-        t = 0
-        for (i = 1; i <= 2; i++) { split($i, a, /[ms]/); t += a[1] * 60 + a[2] }
-        printf "%.3f\n", t
-    }' "$1"
-}
-core_busy_and_total() { # core -> "busy total" ticks from /proc/stat
-    awk -v c="cpu$1" '$1 == c { b = $2 + $3 + $4 + $7 + $8; print b, b + $5 + $6 + $9; exit }' /proc/stat
-}
-
 WRK_CMD=(taskset -c "$LOAD_CORE" wrk -t1 "-c$CONNS" "-d${DURATION}s" "$URL")
 # Pinned by taskset, the same as wrk; --no-pin so loadgen does not re-pin its thread itself (it would
 # pick the same, only allowed, CPU: this only keeps the two set-ups literally identical).
@@ -206,15 +120,15 @@ one_run() {
         *) die "unknown tool $tool" ;;
     esac
     read -r l0 lt0 <<< "$(core_busy_and_total "$LOAD_CORE")"
-    children_cpu_to "$STATE/times0"
+    children_ticks_to "$STATE/times0"
     t0=$EPOCHREALTIME
     timeout --kill-after=5 $((DURATION + GEN_SLACK_S)) "${cmd[@]}" < /dev/null > "$out" 2> "$out.err" ||
         die "$tool failed (rc $?): $(tail -n 5 "$out.err" "$out")"
     t1=$EPOCHREALTIME
-    children_cpu_to "$STATE/times1"
+    children_ticks_to "$STATE/times1"
     read -r l1 lt1 <<< "$(core_busy_and_total "$LOAD_CORE")"
     alive "$NGINX_PID" || die "nginx died during the $tool run: $(tail -n 5 "$NGX/error.log")"
-    cpu=$(awk -v a="$(parse_children_cpu "$STATE/times0")" -v b="$(parse_children_cpu "$STATE/times1")" \
+    cpu=$(awk -v a="$(parse_children_secs "$STATE/times0")" -v b="$(parse_children_secs "$STATE/times1")" \
         'BEGIN { printf "%.3f\n", b - a }')
     if [[ $tool == wrk ]]; then
         reqs=$(awk '/ requests in / { print $1; exit }' "$out")
@@ -265,11 +179,10 @@ fi
 # ---------------------------------------------------------------------------------------------------
 # Report
 median() { # tool column
-    awk -F'\t' -v t="$1" -v c="$2" 'NR > 1 && $1 == t && $c != "-" { print $c }' "$RAW" |
-        sort -g | awk '{ a[NR] = $1 } END {
-            if (NR == 0) { print "-"; exit }
-            print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2
-        }'
+    local m
+    read -r m _ _ <<< "$(awk -F'\t' -v t="$1" -v c="$2" 'NR > 1 && $1 == t && $c != "-" { print $c }' "$RAW" |
+        median_min_max)"
+    echo "$m"
 }
 
 echo

@@ -130,23 +130,7 @@ has_proxy haproxy && need haproxy "apt-get install haproxy"
 
 # ---------------------------------------------------------------------------------------------------
 # State, cleanup: stop only what we started (by PID), newest first.
-STATE=$(mktemp -d "${TMPDIR:-/tmp}/corelb-tcp-compare.XXXXXX")
-CLEANED=0
-cleanup() {
-    ((CLEANED)) && return 0
-    CLEANED=1
-    bench_stop_started
-    if [[ $KEEP_STATE == 1 ]]; then
-        echo "[tcp_compare] state kept in $STATE" >&2
-    else
-        rm -rf "$STATE"
-    fi
-}
-# set -e stops at the first failing command; say where, rather than stopping silently.
-trap 'echo "$BENCH_NAME: error: command failed (exit $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
-trap cleanup EXIT
-trap 'cleanup; exit 130' INT
-trap 'cleanup; exit 143' TERM
+bench_state_dir corelb-tcp-compare
 
 if ((BUILD)); then
     need cargo "install Rust (rustup) or run with --no-build"
@@ -263,12 +247,7 @@ VERSIONS+="$(machine_lines)"$'\n'
 PINNING="- proxy under test: core $PROXY_CORE (taskset -c $PROXY_CORE); corelb --workers 1, haproxy nbthread 1
 - tcpbench (load) and tcpbench serve (echo server, thread per connection): core $LOAD_CORE (taskset -c $LOAD_CORE)"
 
-echo "== corelb TCP mode comparison =="
-echo "command: $CMDLINE"
-echo "versions:"
-printf '%s' "$VERSIONS"
-echo "pinning:"
-echo "$PINNING"
+print_header "corelb TCP mode comparison"
 
 # ---------------------------------------------------------------------------------------------------
 # Start everything. The echo server outlives the runs by far, and still ends on its own.
@@ -277,22 +256,9 @@ ECHO_LIFETIME=$((ROUNDS * (MAX_REDO + 1) * 3 * 2 * (DURATION + WARMUP + QUIET_WA
 start_bg echo "$LOAD_CORE" "$STATE/echo.log" \
     "$TCPBENCH_BIN" serve --listen "127.0.0.1:$ECHO_PORT" --seconds "$ECHO_LIFETIME"
 wait_listening echo "$ECHO_PORT" "$STATE/echo.log"
-if has_proxy corelb; then
-    write_corelb_cfg > "$STATE/corelb.toml"
-    start_bg corelb "$PROXY_CORE" "$STATE/corelb.log" "$CORELB_BIN" run -c "$STATE/corelb.toml" --workers 1
-    wait_listening corelb "$CORELB_PORT" "$STATE/corelb.log"
-fi
-if has_proxy haproxy; then
-    write_haproxy_cfg > "$STATE/haproxy.cfg"
-    haproxy -c -q -f "$STATE/haproxy.cfg" || die "haproxy rejected $STATE/haproxy.cfg"
-    start_bg haproxy "$PROXY_CORE" "$STATE/haproxy.log" haproxy -db -f "$STATE/haproxy.cfg"
-    wait_listening haproxy "$HAPROXY_PORT" "$STATE/haproxy.log"
-fi
-check_affinity echo "$LOAD_CORE" || true
-for p in $PROXIES; do
-    [[ $p == direct ]] && continue
-    check_affinity "$p" "$PROXY_CORE" || log "results for $p are not pinned as claimed"
-done
+has_proxy corelb && start_proxy corelb
+has_proxy haproxy && start_proxy haproxy
+check_pinning echo
 for p in $PROXIES; do check_target "$p"; done
 log "all targets echo"
 
@@ -311,11 +277,9 @@ run_tool() { # test port seconds outfile
 }
 kv() { awk -F= -v k="$1" '$1 == k { print $2; exit }' "$2"; } # key file -> value
 
-LAST_NOISE=0
 one_run() { # test proxy round attempt
     local test=$1 p=$2 round=$3 attempt=$4 port out pids="" rate amount errs unit_div
-    local t0 t1 c0=0 c1=0 sys0 sys1 st0 st1 e0 e1 w0 w1 l0 l1 lt0 lt1
-    local proxy_ticks elapsed_ticks own foreign_pct steal_pct per_cpu proxy_pct load_pct
+    local c0=0 c1=0 e0 e1 proxy_ticks per_cpu proxy_pct
     port=$(proxy_port "$p")
     out="$STATE/$test-$p-$round-$attempt.txt"
 
@@ -329,27 +293,17 @@ one_run() { # test proxy round attempt
     # shellcheck disable=SC2086 # pids is a list of numbers
     [[ -z $pids ]] || c0=$(cpu_ticks $pids)
     e0=$(cpu_ticks "${PID_OF[echo]}")
-    sys0=$(sys_busy_ticks)
-    st0=$(sys_steal_ticks)
-    read -r l0 lt0 <<< "$(core_busy_and_total "$LOAD_CORE")"
-    children_ticks_to "$STATE/times0"
-    t0=$EPOCHREALTIME
+    noise_begin "$LOAD_CORE"
 
     run_tool "$test" "$port" "$DURATION" "$out" || die "tcpbench $test failed for $p (rc $?): $(tail -n 5 "$out")"
 
-    t1=$EPOCHREALTIME
-    children_ticks_to "$STATE/times1"
-    read -r l1 lt1 <<< "$(core_busy_and_total "$LOAD_CORE")"
-    sys1=$(sys_busy_ticks)
-    st1=$(sys_steal_ticks)
+    noise_end "$LOAD_CORE"
     e1=$(cpu_ticks "${PID_OF[echo]}")
     # shellcheck disable=SC2086
     [[ -z $pids ]] || c1=$(cpu_ticks $pids)
     if [[ $p != direct ]] && ! alive "${PID_OF[$p]}"; then
         die "$p died during the run; log tail: $(tail -n 5 "${LOG_OF[$p]}" 2> /dev/null)"
     fi
-    w0=$(parse_children_ticks "$STATE/times0")
-    w1=$(parse_children_ticks "$STATE/times1")
 
     errs=$(kv errors "$out")
     if [[ $test == bulk ]]; then
@@ -364,11 +318,7 @@ one_run() { # test proxy round attempt
     [[ -n $rate && -n $amount && $amount -gt 0 ]] || die "could not parse tcpbench output for $p $test: $(cat "$out")"
 
     proxy_ticks=$((c1 - c0))
-    elapsed_ticks=$(awk -v a="$t0" -v b="$t1" -v hz="$CLK_TCK" 'BEGIN { printf "%d\n", (b - a) * hz + 0.5 }')
-    ((elapsed_ticks > 0)) || elapsed_ticks=1
-    own=$((proxy_ticks + (e1 - e0) + (w1 - w0)))
-    foreign_pct=$(awk -v s=$((sys1 - sys0)) -v o="$own" -v e="$elapsed_ticks" 'BEGIN { printf "%.1f\n", (s - o) * 100 / e }')
-    steal_pct=$(awk -v s=$((st1 - st0)) -v e="$elapsed_ticks" 'BEGIN { printf "%.1f\n", s * 100 / e }')
+    noise_pcts $((proxy_ticks + e1 - e0))
     if [[ $p == direct ]]; then
         per_cpu="-"
         proxy_pct="-"
@@ -377,22 +327,17 @@ one_run() { # test proxy round attempt
         ((proxy_ticks > 0)) || die "$p used no CPU tick during a $test run: accounting broken?"
         per_cpu=$(awk -v a="$amount" -v d="$unit_div" -v t="$proxy_ticks" -v hz="$CLK_TCK" \
             'BEGIN { printf "%.1f\n", a / d / (t / hz) }')
-        proxy_pct=$(awk -v t="$proxy_ticks" -v e="$elapsed_ticks" 'BEGIN { printf "%.0f\n", t * 100 / e }')
+        proxy_pct=$(awk -v t="$proxy_ticks" -v e="$NOISE_ELAPSED_TICKS" 'BEGIN { printf "%.0f\n", t * 100 / e }')
     fi
-    load_pct=$(awk -v b=$((l1 - l0)) -v t=$((lt1 - lt0)) 'BEGIN { if (t > 0) printf "%.0f\n", b * 100 / t; else print "nan" }')
-
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
         "$test" "$p" "$round" "$attempt" "$rate" "$amount" "$errs" "$proxy_ticks" "$per_cpu" \
-        "$proxy_pct" "$foreign_pct" "$load_pct" \
-        "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f\n", b - a }')" "$steal_pct" >> "$RAW"
+        "$proxy_pct" "$NOISE_FOREIGN_PCT" "$NOISE_LOAD_PCT" \
+        "$(awk -v a="$NOISE_T0" -v b="$NOISE_T1" 'BEGIN { printf "%.2f\n", b - a }')" "$NOISE_STEAL_PCT" >> "$RAW"
     log "$(printf '%-8s %-7s round %s.%s  %10s %-7s  %10s per proxy CPU-s  proxy core %3s%%  load core %3s%%  foreign %5s%%  steal %4s%%  errors %s' \
         "$test" "$p" "$round" "$attempt" "$rate" "$([[ $test == bulk ]] && echo MB/s || echo conn/s)" \
-        "$per_cpu" "$proxy_pct" "$load_pct" "$foreign_pct" "$steal_pct" "$errs")"
-    # Noise = other tenants on this machine + the hypervisor's steal.
-    LAST_NOISE=$(awk -v f="$foreign_pct" -v s="$steal_pct" 'BEGIN { printf "%.1f\n", f + s }')
+        "$per_cpu" "$proxy_pct" "$NOISE_LOAD_PCT" "$NOISE_FOREIGN_PCT" "$NOISE_STEAL_PCT" "$errs")"
 }
 
-RUNS_TOTAL=0
 for test in $TESTS; do
     case "$test" in
         bulk) log "bulk: $BULK_CONNS connections, $BULK_SIZE-byte writes, ${DURATION}s x $ROUNDS rounds, ${WARMUP}s warm-up each" ;;
@@ -400,12 +345,7 @@ for test in $TESTS; do
     esac
     for ((round = 1; round <= ROUNDS; round++)); do
         for p in $PROXIES; do
-            for ((attempt = 1; attempt <= MAX_REDO + 1; attempt++)); do
-                one_run "$test" "$p" "$round" "$attempt"
-                RUNS_TOTAL=$((RUNS_TOTAL + 1))
-                awk -v f="$LAST_NOISE" -v n="$NOISE_PCT" 'BEGIN { exit !(f > n) }' || break
-                ((attempt <= MAX_REDO)) && log "foreign+steal CPU ${LAST_NOISE}% > ${NOISE_PCT}%: redoing"
-            done
+            run_redo one_run "$test" "$p" "$round"
         done
     done
 done
@@ -413,10 +353,7 @@ done
 # ---------------------------------------------------------------------------------------------------
 # Report: per (test, proxy, round) keep the quietest attempt, then medians over rounds.
 KEPT="$STATE/kept.tsv"
-awk -F'\t' 'NR > 1 {
-    k = $1 SUBSEP $2 SUBSEP $3
-    if (!(k in best) || $11 + $14 < bestf[k]) { best[k] = $0; bestf[k] = $11 + $14 }
-} END { for (k in best) print best[k] }' "$RAW" > "$KEPT"
+keep_quietest "$RAW" 11 14 1 > "$KEPT"
 
 stats() { # test proxy column -> "median min max" over the kept runs
     awk -F'\t' -v t="$1" -v p="$2" -v c="$3" '$1 == t && $2 == p && $c != "-" { print $c }' "$KEPT" | median_min_max
@@ -497,4 +434,4 @@ stats() { # test proxy column -> "median min max" over the kept runs
 echo
 cat "$REPORT"
 echo
-log "$RUNS_TOTAL recorded runs; report: $REPORT; raw: $RAW"
+log "$BENCH_RUNS recorded runs; report: $REPORT; raw: $RAW"

@@ -2,13 +2,17 @@
 # The seed-stack benchmark: MariaDB primary + replica, two app nodes, and a load balancer in front
 # (corelb, HAProxy or nginx, round robin with keep-alive to the app nodes), driven by loadgen with the
 # standard scenario (90 % GET /items/{id} from the replica, 10 % POST /items to the primary).
-# Per balancer: a closed-loop run (-c 64) finds the maximum throughput, then open-loop runs at 50 %
-# and 80 % of it measure latency without coordinated omission. The balancer's CPU per request is
-# its utime+stime (/proc/PID/stat, all its processes and threads) over the measured window.
+# Per balancer: closed-loop runs (-c 64) find the maximum throughput, then open-loop runs at 50 %
+# and 80 % of its median measure latency without coordinated omission. The balancer's CPU per request
+# is its utime+stime (/proc/PID/stat, all its processes and threads) over the measured window.
+# Noise discipline of benches/compare.sh: ROUNDS rounds with the balancers interleaved (corelb haproxy
+# nginx, corelb haproxy nginx, ...), first the closed-loop runs, then the open-loop runs; before each
+# run a wait for other tenants to go quiet; each run's foreign CPU (not ours) and steal recorded, a
+# noisy run redone and the quieter attempt kept; medians (min-max) over the rounds reported.
 #
 # Usage: loadgen/stack/bench.sh [--balancer corelb|haproxy|nginx]... [--quick] [--keep] [--down] [--help]
 #   --balancer B   balancer(s) to measure, repeatable or a comma list (default corelb)
-#   --quick        DURATION=3 and one open-loop run at 50 %
+#   --quick        DURATION=3 ROUNDS=1 (overriding both) and one open-loop run at 50 %
 #   --keep         leave the stack (MariaDB, app nodes, balancers) running on exit; the next run
 #                  stops the kept app nodes and balancers first (their PIDs are in the state dir)
 #   --down         stop what a --keep run left (app nodes, balancers, MariaDB pair) and exit
@@ -17,6 +21,10 @@
 #                  the writable server, reads to replicas within the lag bound), pinned with the app nodes
 # Environment (defaults in brackets):
 #   DURATION [10]  measured seconds per run       WARMUP [2]  unrecorded seconds before each
+#   ROUNDS [3]     interleaved rounds (medians over them)
+#   NOISE_PCT [10]  foreign+steal CPU (% of one core) above which a run is redone
+#   MAX_REDO [1]    redos per run when noisy (the quieter attempt is kept)
+#   QUIET_WAIT [20] before each run, wait up to this many seconds for other tenants to go quiet
 #   RESULTS_DIR [target/stack-bench/<timestamp>]  JSON, .hgrm, CSV, SVG and text reports
 #   CORELB_STACK_DIR [/tmp/corelb-bench-stack]   MariaDB state (see loadgen/stack/mariadb.sh)
 #   CORELB_PRIMARY_PORT [13316] CORELB_REPLICA_PORT [13317]
@@ -26,17 +34,17 @@
 #   OPEN_CONNS [128]  connection pool of the open-loop runs
 set -euo pipefail
 
-# C locale: '.' as the decimal point in $EPOCHREALTIME and awk.
-export LC_ALL=C
-# haproxy, nginx and mariadbd live in /usr/sbin, which a non-root PATH on Debian lacks.
-PATH="$PATH:/usr/sbin:/sbin"
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$SCRIPT_DIR/../.." && pwd)"
 readonly SCRIPT_DIR REPO_DIR
-
-usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
-die() { echo "bench.sh: error: $*" >&2; exit 1; }
-log() { echo "[bench] $*"; }
+# Process start/stop, CPU accounting, noise and medians: the helpers of benches/compare.sh.
+BENCH_NAME=bench.sh
+# shellcheck source=benches/lib.sh
+. "$REPO_DIR/benches/lib.sh"
+# App nodes connect to the database before they listen.
+BENCH_START_POLLS=150 # 15 s for a server to start listening
+# Unpinned on 1 CPU (figures indicative only) rather than refusing to run.
+BENCH_MIN_CPUS=1
 
 QUICK=0
 KEEP=0
@@ -59,7 +67,7 @@ while (($# > 0)); do
             IFS=',' read -r -a more <<< "${1#--balancer=}"
             BALANCERS+=("${more[@]}")
             ;;
-        -h | --help) usage; exit 0 ;;
+        -h | --help) bench_usage "${BASH_SOURCE[0]}"; exit 0 ;;
         *) die "unknown argument '$1' (try --help)" ;;
     esac
     shift
@@ -78,11 +86,16 @@ BALANCERS=("${UNIQ[@]}")
 
 if ((QUICK)); then
     DURATION=3
+    ROUNDS=1
     LOADS=(50)
 else
     LOADS=(50 80)
 fi
 DURATION=${DURATION:-10}
+ROUNDS=${ROUNDS:-3}
+NOISE_PCT=${NOISE_PCT:-10}
+MAX_REDO=${MAX_REDO:-1}
+QUIET_WAIT=${QUIET_WAIT:-20}
 WARMUP=${WARMUP:-2}
 export CORELB_STACK_DIR=${CORELB_STACK_DIR:-/tmp/corelb-bench-stack}
 export CORELB_PRIMARY_PORT=${CORELB_PRIMARY_PORT:-13316}
@@ -101,35 +114,33 @@ OPEN_CONNS=${OPEN_CONNS:-128}
 readonly CLOSED_CONNS=64
 # Bounds on the knobs, so a typo cannot start an hours-long run.
 readonly MAX_DURATION=600
-# Bounds on every wait loop: polls of 0.1 s.
-readonly START_POLLS=150 # 15 s for a server to start listening
-readonly STOP_POLLS=50   # 5 s for a process to exit on SIGTERM before SIGKILL
-readonly REPL_POLLS=300  # 30 s for the replica to catch up with the run's writes
+readonly MAX_ROUNDS=20
+# Bound on the replication wait: polls of 0.1 s.
+readonly REPL_POLLS=300 # 30 s for the replica to catch up with the run's writes
 # loadgen gets this much slack past warm-up + duration before `timeout` kills it (its own hard end
 # is duration + request timeout).
 readonly LOADGEN_SLACK_S=30
 
-is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
-for v in DURATION WARMUP APP1_PORT APP2_PORT APP_THREADS CORELB_PORT HAPROXY_PORT NGINX_PORT OPEN_CONNS \
+for v in DURATION ROUNDS NOISE_PCT MAX_REDO QUIET_WAIT WARMUP APP1_PORT APP2_PORT APP_THREADS CORELB_PORT HAPROXY_PORT NGINX_PORT OPEN_CONNS \
     DB_WRITER_PORT DB_READER_PORT; do
     is_uint "${!v}" || die "$v must be a non-negative integer, got '${!v}'"
 done
 ((DURATION >= 1 && DURATION <= MAX_DURATION)) || die "DURATION must be 1..$MAX_DURATION"
 ((WARMUP <= 60)) || die "WARMUP must be 0..60"
+((ROUNDS >= 1 && ROUNDS <= MAX_ROUNDS)) || die "ROUNDS must be 1..$MAX_ROUNDS"
+((MAX_REDO <= 3)) || die "MAX_REDO must be 0..3"
+((QUIET_WAIT <= 600)) || die "QUIET_WAIT must be 0..600"
 ((OPEN_CONNS >= 1 && OPEN_CONNS < APP_THREADS)) || die "OPEN_CONNS must be 1..$((APP_THREADS - 1))"
 
 has_balancer() { [[ " ${BALANCERS[*]} " == *" $1 "* ]]; }
 
 # ---------------------------------------------------------------------------------------------------
 # Tools and binaries
-need() { command -v "$1" > /dev/null 2>&1 || die "'$1' not found. Install it with: $2"; }
-need jq "apt-get install -y jq"
-need ss "apt-get install -y iproute2"
-need taskset "apt-get install -y util-linux"
-need timeout "apt-get install -y coreutils"
-need mariadb "apt-get install -y mariadb-server mariadb-client"
-has_balancer haproxy && need haproxy "apt-get install -y haproxy"
-has_balancer nginx && need nginx "apt-get install -y nginx-light"
+bench_init
+need jq "install it with: apt-get install -y jq"
+need mariadb "install it with: apt-get install -y mariadb-server mariadb-client"
+has_balancer haproxy && need haproxy "install it with: apt-get install -y haproxy"
+has_balancer nginx && need nginx "install it with: apt-get install -y nginx-light"
 
 BIN="$REPO_DIR/target/release"
 if [[ -x $BIN/corelb && -x $BIN/loadgen && -x $BIN/appnode ]]; then
@@ -140,18 +151,10 @@ else
     (cd "$REPO_DIR" && cargo build --release --workspace)
 fi
 
-NCPU=$(getconf _NPROCESSORS_ONLN)
-CLK_TCK=$(getconf CLK_TCK)
 # The balancer gets a core to itself; load generator, app nodes and MariaDB share the other.
 readonly LB_CORE=1
 readonly LOAD_CORE=0
-PIN=0
-((NCPU >= 2)) && PIN=1
-
-# Each balancer holds a client and a backend socket per connection.
-if (($(ulimit -n) < 4096)); then
-    ulimit -n "$(ulimit -Hn)" 2> /dev/null || true
-fi
+PIN=$BENCH_PIN
 
 # ---------------------------------------------------------------------------------------------------
 # State and cleanup
@@ -168,40 +171,14 @@ if ((DOWN == 0)); then
     chmod 0755 "$STATE"
 fi
 
-declare -A PID_OF=() # name -> pid of each long-running process we started
-declare -A LOG_OF=() # name -> its output file
-STARTED_ORDER=()     # names in start order (stopped in reverse)
 LOADGEN_PID=""       # the loadgen run in progress, if any
 DB_STARTED=0         # 1 when this script brought MariaDB up (then it takes it down)
-
-# alive pid: exists and is not a zombie (kill -0 succeeds on our unreaped children).
-alive() {
-    local stat
-    { read -r stat < "/proc/$1/stat"; } 2> /dev/null || return 1
-    stat=${stat##*) }
-    [[ ${stat:0:1} != Z ]]
-}
-
-stop_pid() { # name pid
-    local name=$1 pid=$2 i
-    alive "$pid" || { wait "$pid" 2> /dev/null || true; return 0; }
-    kill -TERM "$pid" 2> /dev/null || true
-    for ((i = 0; i < STOP_POLLS; i++)); do
-        alive "$pid" || break
-        sleep 0.1
-    done
-    if alive "$pid"; then
-        echo "[bench] $name (pid $pid) ignored SIGTERM for $((STOP_POLLS / 10)) s: SIGKILL" >&2
-        kill -KILL "$pid" 2> /dev/null || true
-    fi
-    wait "$pid" 2> /dev/null || true
-}
 
 CLEANED=0
 cleanup() {
     ((CLEANED)) && return 0
     CLEANED=1
-    local i name
+    local name
     # An interrupted run: its loadgen (under `timeout`) is ours too.
     [[ -z $LOADGEN_PID ]] || stop_pid loadgen "$LOADGEN_PID"
     if ((KEEP)); then
@@ -217,10 +194,7 @@ cleanup() {
         echo "[bench]   MariaDB pair in $CORELB_STACK_DIR (stop: CORELB_STACK_DIR=$CORELB_STACK_DIR $SCRIPT_DIR/mariadb.sh down)" >&2
         return 0
     fi
-    for ((i = ${#STARTED_ORDER[@]} - 1; i >= 0; i--)); do
-        name=${STARTED_ORDER[i]}
-        stop_pid "$name" "${PID_OF[$name]}"
-    done
+    bench_stop_started
     if ((DB_STARTED)); then
         "$SCRIPT_DIR/mariadb.sh" down >&2 || echo "[bench] mariadb.sh down failed" >&2
     fi
@@ -259,14 +233,6 @@ fi
 
 # ---------------------------------------------------------------------------------------------------
 # Ports
-port_free_or_die() { # port what
-    if [[ -n $(ss -Hltn "sport = :$1") ]]; then
-        echo "bench.sh: error: port $1 (for $2) is already in use:" >&2
-        ss -ltnp "sport = :$1" >&2 || true
-        echo "bench.sh: free it or pick another port with the matching variable (see --help)" >&2
-        exit 1
-    fi
-}
 port_free_or_die "$APP1_PORT" "app node app1 (APP1_PORT)"
 port_free_or_die "$APP2_PORT" "app node app2 (APP2_PORT)"
 has_balancer corelb && port_free_or_die "$CORELB_PORT" "corelb (CORELB_PORT)"
@@ -289,64 +255,6 @@ pin() {
     fi
 }
 
-start_bg() { # name core logfile cmd...
-    local name=$1 core=$2 logf=$3
-    shift 3
-    local -a cmd=("$@")
-    ((PIN)) && cmd=(taskset -c "$core" "$@")
-    # A simple command (not a shell function: that would fork a subshell whose PID $! would be) run
-    # in the background, and taskset execs the command, so $! is the server's own PID.
-    "${cmd[@]}" < /dev/null > "$logf" 2>&1 &
-    PID_OF[$name]=$!
-    LOG_OF[$name]=$logf
-    STARTED_ORDER+=("$name")
-}
-
-wait_listening() { # name port
-    local name=$1 port=$2 i
-    for ((i = 0; i < START_POLLS; i++)); do
-        if ! alive "${PID_OF[$name]}"; then
-            echo "bench.sh: error: $name exited during start-up; its log (${LOG_OF[$name]}):" >&2
-            tail -n 20 "${LOG_OF[$name]}" >&2 || true
-            exit 1
-        fi
-        [[ -n $(ss -Hltn "sport = :$port") ]] && return 0
-        sleep 0.1
-    done
-    echo "bench.sh: error: $name is not listening on $port after $((START_POLLS / 10)) s; log:" >&2
-    tail -n 20 "${LOG_OF[$name]}" >&2 || true
-    exit 1
-}
-
-# pids_of name: the process and its direct children (nginx master + workers).
-pids_of() {
-    local root=${PID_OF[$1]} f stat rest ppid
-    echo "$root"
-    for f in /proc/[0-9]*/stat; do
-        { read -r stat < "$f"; } 2> /dev/null || continue
-        rest=${stat##*) } # comm may hold spaces and ')': cut after the last ')'
-        read -r _ ppid _ <<< "$rest"
-        if [[ $ppid == "$root" ]]; then
-            f=${f#/proc/}
-            echo "${f%/stat}"
-        fi
-    done
-}
-
-# cpu_ticks pid...: utime+stime summed over the processes (all their threads), in clock ticks.
-cpu_ticks() {
-    local pid stat rest total=0
-    local -a fld
-    for pid in "$@"; do
-        { read -r stat < "/proc/$pid/stat"; } 2> /dev/null || die "process $pid vanished (a balancer crashed?)"
-        rest=${stat##*) }
-        read -r -a fld <<< "$rest"
-        # fields 14 (utime) and 15 (stime) of proc(5); rest starts at field 3.
-        total=$((total + fld[11] + fld[12]))
-    done
-    echo "$total"
-}
-
 # ---------------------------------------------------------------------------------------------------
 # Configurations
 write_corelb_cfg() {
@@ -358,31 +266,8 @@ write_corelb_cfg() {
 }
 
 write_haproxy_cfg() {
+    haproxy_http_cfg "$HAPROXY_PORT"
     cat << EOF
-global
-    nbthread 1
-    maxconn 4096 # fd need is ~2x this; must fit under ulimit -n
-
-defaults
-    mode http
-    option http-keep-alive
-    http-reuse always
-    # The same job as corelb, which sets X-Forwarded-For/-Proto/-Host on every request.
-    option forwardfor
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-    timeout http-request 10s
-    timeout http-keep-alive 75s
-
-frontend bench
-    bind 127.0.0.1:$HAPROXY_PORT
-    http-request set-header X-Forwarded-Proto http
-    http-request set-header X-Forwarded-Host %[req.hdr(host)]
-    default_backend app
-
-backend app
-    balance roundrobin
     # The same health check as configs/stack.toml's [backend.check].
     option httpchk GET /healthz
     server app1 127.0.0.1:$APP1_PORT check inter 2s
@@ -392,44 +277,7 @@ EOF
 
 NGINX_PREFIX="$STATE/nginx"
 write_nginx_cfg() {
-    cat << EOF
-worker_processes 1;
-daemon off;
-master_process on;
-pid $NGINX_PREFIX/nginx.pid;
-error_log $NGINX_PREFIX/error.log warn;
-events { worker_connections 4096; }
-http {
-    client_body_temp_path $NGINX_PREFIX/client_body;
-    proxy_temp_path $NGINX_PREFIX/proxy;
-    fastcgi_temp_path $NGINX_PREFIX/fastcgi;
-    uwsgi_temp_path $NGINX_PREFIX/uwsgi;
-    scgi_temp_path $NGINX_PREFIX/scgi;
-    access_log off;
-    keepalive_requests 100000;
-    keepalive_timeout 75s;
-    upstream app {
-        server 127.0.0.1:$APP1_PORT;
-        server 127.0.0.1:$APP2_PORT;
-        keepalive 64;
-        keepalive_requests 100000;
-        keepalive_timeout 75s;
-    }
-    server {
-        listen 127.0.0.1:$NGINX_PORT backlog=4096;
-        location / {
-            proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            # The same job as corelb, which sets X-Forwarded-For/-Proto/-Host on every request.
-            proxy_set_header X-Forwarded-For \$remote_addr;
-            proxy_set_header X-Forwarded-Proto \$scheme;
-            proxy_set_header X-Forwarded-Host \$host;
-            proxy_max_temp_file_size 0;
-        }
-    }
-}
-EOF
+    nginx_proxy_cfg "$NGINX_PREFIX" "$NGINX_PORT" "127.0.0.1:$APP1_PORT" "127.0.0.1:$APP2_PORT"
 }
 
 # The standard scenario: reads 90 %, writes 10 %. Seed ids are 1..1000, so every read finds a row.
@@ -461,7 +309,7 @@ balancer_port() {
 # ---------------------------------------------------------------------------------------------------
 # Start the stack.
 echo "== corelb seed-stack benchmark =="
-echo "balancers: ${BALANCERS[*]}; ${DURATION}s per run after ${WARMUP}s warm-up; open loop at ${LOADS[*]} % of the closed-loop max"
+echo "balancers: ${BALANCERS[*]}; ${DURATION}s per run after ${WARMUP}s warm-up, $ROUNDS interleaved round(s); open loop at ${LOADS[*]} % of the median closed-loop max"
 echo "results: $RESULTS_DIR"
 
 if "$SCRIPT_DIR/mariadb.sh" status > /dev/null 2>&1; then
@@ -513,16 +361,16 @@ else
     "$BIN/corelb" check -c "$STATE/corelb-db.toml" > "$STATE/corelb-db-check.log" 2>&1 ||
         die "corelb rejected $STATE/corelb-db.toml: $(cat "$STATE/corelb-db-check.log")"
     start_bg dbtier "$LOAD_CORE" "$STATE/corelb-db.log" "$BIN/corelb" run -c "$STATE/corelb-db.toml" --workers 1
-    wait_listening dbtier "$DB_WRITER_PORT"
-    wait_listening dbtier "$DB_READER_PORT"
-    # Every server counts as up until checked: wait for the first verdicts (the replica leaving the
-    # writer backend) so no early write reaches the read-only replica.
-    for ((i = 0; i < START_POLLS; i++)); do
-        grep -q "server writer/replica is DOWN" "$STATE/corelb-db.log" && break
+    wait_listening dbtier "$DB_WRITER_PORT" "${LOG_OF[dbtier]}"
+    wait_listening dbtier "$DB_READER_PORT" "${LOG_OF[dbtier]}"
+    # Its servers start down (start_down): wait until the checks found the writer and a reader.
+    for ((i = 0; i < BENCH_START_POLLS; i++)); do
+        grep -q "server writer/primary is UP" "$STATE/corelb-db.log" &&
+            grep -q "server reader/.* is UP" "$STATE/corelb-db.log" && break
         sleep 0.1
     done
-    grep -q "server writer/replica is DOWN" "$STATE/corelb-db.log" ||
-        die "the database tier corelb never marked the replica read-only; log: $(tail -n 20 "$STATE/corelb-db.log")"
+    grep -q "server writer/primary is UP" "$STATE/corelb-db.log" ||
+        die "the database tier corelb found no writable server; log: $(tail -n 20 "$STATE/corelb-db.log")"
     DB_WRITER="127.0.0.1:$DB_WRITER_PORT"
     DB_READER="127.0.0.1:$DB_READER_PORT"
     log "app nodes -> corelb TCP frontends writer $DB_WRITER, reader $DB_READER (pid ${PID_OF[dbtier]}) -> MariaDB"
@@ -532,8 +380,8 @@ for app in app1 app2; do
     start_bg "$app" "$LOAD_CORE" "$STATE/$app.log" "$BIN/appnode" --listen "127.0.0.1:$port" --name "$app" \
         --primary "$DB_WRITER" --replica "$DB_READER" --threads "$APP_THREADS"
 done
-wait_listening app1 "$APP1_PORT"
-wait_listening app2 "$APP2_PORT"
+wait_listening app1 "$APP1_PORT" "${LOG_OF[app1]}"
+wait_listening app2 "$APP2_PORT" "${LOG_OF[app2]}"
 
 start_balancer() { # name
     case "$1" in
@@ -555,7 +403,7 @@ start_balancer() { # name
                 nginx -p "$NGINX_PREFIX" -e "$NGINX_PREFIX/error.log" -c "$NGINX_PREFIX/nginx.conf"
             ;;
     esac
-    wait_listening "$1" "$(balancer_port "$1")"
+    wait_listening "$1" "$(balancer_port "$1")" "${LOG_OF[$1]}"
 }
 for b in "${BALANCERS[@]}"; do start_balancer "$b"; done
 
@@ -584,15 +432,29 @@ log "app nodes and balancer(s) healthy"
 
 # ---------------------------------------------------------------------------------------------------
 # One run: loadgen in the background; the balancer's CPU is sampled at the end of the warm-up and
-# after the run, so the µs/req covers the measured window only.
+# after the run, so the µs/req covers the measured window only. Noise is sampled over the whole
+# loadgen run (warm-up included): the machine's busy CPU minus ours (every process this script
+# started or uses: balancers, app nodes, the DB-tier corelb, mariadbd, loadgen and our own tools).
 SUMMARY="$STATE/summary.tsv"
+# Columns: balancer run round attempt req/s p50 p99 p99.9 p99-uncorr errors X-Served-By cpu_us/req
+#          note foreign_pct steal_pct rate(0 = closed) report-prefix
 : > "$SUMMARY"
 
-one_run() { # balancer label rate(0 = closed) -> appends a summary row; prints the JSON path
-    local b=$1 label=$2 rate=$3 port prefix json c0 c1 t0 t1 rc=0 lpid cpu_us
+own_ticks() { # -> utime+stime of every long-running process of the stack
+    local name
+    local -a pids=("${DB_PIDS[@]}")
+    for name in "${STARTED_ORDER[@]}"; do mapfile -t -O "${#pids[@]}" pids < <(pids_of "$name"); done
+    cpu_ticks "${pids[@]}"
+}
+
+one_run() { # balancer label rate(0 = closed) round attempt -> appends a summary row
+    local b=$1 label=$2 rate=$3 round=$4 attempt=$5 port prefix json c0 c1 t0 t1 rc=0 lpid cpu_us
+    local o0 o1
     local -a args pids
     port=$(balancer_port "$b")
-    prefix="$RESULTS_DIR/$b-$label"
+    # Per run files: <balancer>-<run>-r<round>, and -a<attempt> for a redo.
+    prefix="$RESULTS_DIR/$b-$label-r$round"
+    ((attempt == 1)) || prefix+="-a$attempt"
     json="$prefix.json"
     args=(run "http://127.0.0.1:$port/" --scenario "$SCENARIO" -d "${DURATION}s" --warmup "${WARMUP}s"
         --json "$json" --hgrm "$prefix.hgrm" --csv "$prefix.csv" --svg "$prefix")
@@ -601,7 +463,10 @@ one_run() { # balancer label rate(0 = closed) -> appends a summary row; prints t
     else
         args+=(-c "$CLOSED_CONNS")
     fi
+    wait_quiet
     mapfile -t pids < <(pids_of "$b")
+    o0=$(own_ticks)
+    noise_begin "$LOAD_CORE"
     timeout "$((WARMUP + DURATION + LOADGEN_SLACK_S))" taskset -c "$LOAD_CORE" \
         "$BIN/loadgen" "${args[@]}" < /dev/null > "$prefix.txt" 2>&1 &
     lpid=$!
@@ -613,35 +478,62 @@ one_run() { # balancer label rate(0 = closed) -> appends a summary row; prints t
     LOADGEN_PID=""
     t1=$EPOCHREALTIME
     c1=$(cpu_ticks "${pids[@]}")
+    noise_end "$LOAD_CORE"
+    o1=$(own_ticks)
     ((rc == 0)) || die "loadgen failed for $b $label (exit $rc): $(tail -n 5 "$prefix.txt")"
     alive "${PID_OF[$b]}" || die "$b died during the run; log: $(tail -n 5 "${LOG_OF[$b]}")"
     [[ -s $json ]] || die "loadgen wrote no JSON for $b $label: $(tail -n 5 "$prefix.txt")"
+    noise_pcts $((o1 - o0))
     # CPU rate over the window divided by the request rate: the window boundaries of loadgen and of
     # this sampling differ by the process start-up (milliseconds), not by requests.
     cpu_us=$(jq -r --arg t "$((c1 - c0))" --arg hz "$CLK_TCK" --arg a "$t0" --arg z "$t1" \
         '(($t | tonumber) * 1e6 / ($hz | tonumber) / (($z | tonumber) - ($a | tonumber))) as $cpu_per_s
          | if .throughput_rps > 0 then ($cpu_per_s / .throughput_rps * 100 | round / 100) else "nan" end' "$json")
-    jq -r --arg b "$b" --arg l "$label" --arg cpu "$cpu_us" '
-        [$b, $l, (.throughput_rps | . * 10 | round / 10),
+    jq -r --arg b "$b" --arg l "$label" --arg r "$round" --arg at "$attempt" --arg cpu "$cpu_us" \
+        --arg f "$NOISE_FOREIGN_PCT" --arg st "$NOISE_STEAL_PCT" --arg rate "$rate" --arg pre "${prefix##*/}" '
+        [$b, $l, $r, $at, (.throughput_rps | . * 10 | round / 10),
          .latency_corrected.p50_ms, .latency_corrected.p99_ms, .latency_corrected.p999_ms,
          .latency_uncorrected.p99_ms, .errors_total,
          ([.backends | to_entries[] | "\(.key)=\(.value)"] | join(" ")), $cpu,
-         (if .cpu.saturated then "generator-saturated" else "" end)] | @tsv' "$json" >> "$SUMMARY"
-    log "$b $label: $(tail -n 1 "$SUMMARY" | cut -f3) req/s, $cpu_us us/req balancer CPU (report: $prefix.txt)"
+         (if .cpu.saturated then "generator-saturated" else "" end), $f, $st, $rate, $pre] | @tsv' "$json" >> "$SUMMARY"
+    log "$b $label round $round.$attempt: $(tail -n 1 "$SUMMARY" | cut -f5) req/s, $cpu_us us/req balancer CPU, foreign ${NOISE_FOREIGN_PCT}%, steal ${NOISE_STEAL_PCT}% (report: $prefix.txt)"
+}
+
+# A noisy run (other tenants plus steal above NOISE_PCT of a core) is redone up to MAX_REDO times
+# (run_redo); per (balancer, run, round) the quietest attempt counts, in $KEPT.
+KEPT="$STATE/kept.tsv"
+keep_kept() { keep_quietest "$SUMMARY" 14 15 0 | sort -t$'\t' -k1,1 -k2,2 -k3,3n > "$KEPT"; }
+# stats balancer run column -> "median min max" over the kept rounds.
+stats() {
+    awk -F'\t' -v b="$1" -v l="$2" -v c="$3" '$1 == b && $2 == l && $c != "" && $c != "nan" { print $c }' "$KEPT" |
+        median_min_max
 }
 
 T_START=$EPOCHREALTIME
-for b in "${BALANCERS[@]}"; do
-    log "$b: closed loop, $CLOSED_CONNS connections"
-    one_run "$b" closed 0
-    max=$(jq -r '.throughput_rps' "$RESULTS_DIR/$b-closed.json")
-    for pct in "${LOADS[@]}"; do
-        rate=$(awk -v m="$max" -v p="$pct" 'BEGIN { printf "%d\n", m * p / 100 }')
-        ((rate >= 1)) || die "$b: closed-loop throughput $max is too low for an open-loop run"
-        log "$b: open loop at $pct % = $rate req/s, pool of $OPEN_CONNS connections"
-        one_run "$b" "open$pct" "$rate"
+for ((round = 1; round <= ROUNDS; round++)); do
+    for b in "${BALANCERS[@]}"; do
+        log "round $round/$ROUNDS, $b: closed loop, $CLOSED_CONNS connections"
+        run_redo one_run "$b" closed 0 "$round"
     done
 done
+# Each balancer's open-loop rates follow its own median closed-loop throughput.
+keep_kept
+declare -A MAX_RPS=()
+for b in "${BALANCERS[@]}"; do
+    read -r med _ _ <<< "$(stats "$b" closed 5)"
+    MAX_RPS[$b]=$med
+done
+for pct in "${LOADS[@]}"; do
+    for ((round = 1; round <= ROUNDS; round++)); do
+        for b in "${BALANCERS[@]}"; do
+            rate=$(awk -v m="${MAX_RPS[$b]}" -v p="$pct" 'BEGIN { printf "%d\n", m * p / 100 }')
+            ((rate >= 1)) || die "$b: closed-loop throughput ${MAX_RPS[$b]} is too low for an open-loop run"
+            log "round $round/$ROUNDS, $b: open loop at $pct % = $rate req/s, pool of $OPEN_CONNS connections"
+            run_redo one_run "$b" "open$pct" "$rate" "$round"
+        done
+    done
+done
+keep_kept
 T_END=$EPOCHREALTIME
 
 # ---------------------------------------------------------------------------------------------------
@@ -666,15 +558,26 @@ fi
 # ---------------------------------------------------------------------------------------------------
 # Report
 REPORT="$RESULTS_DIR/report.md"
+# fmt_mmm "median min max" -> "median (min-max)", or "-" when there were no figures.
+fmt_mmm() {
+    local m lo hi
+    read -r m lo hi <<< "$1"
+    if [[ $m == - ]]; then echo "-"; elif ((ROUNDS == 1)); then echo "$m"; else echo "$m ($lo-$hi)"; fi
+}
 {
     echo "# corelb seed-stack benchmark, $TS"
     echo
-    echo "Command: \`DURATION=$DURATION WARMUP=$WARMUP loadgen/stack/bench.sh --balancer $(IFS=,; echo "${BALANCERS[*]}")$( ((QUICK)) && echo " --quick")\`"
+    echo "Command: \`DURATION=$DURATION WARMUP=$WARMUP ROUNDS=$ROUNDS loadgen/stack/bench.sh --balancer $(IFS=,; echo "${BALANCERS[*]}")$( ((QUICK)) && echo " --quick")\`"
     echo
     echo "Scenario: 90 % GET /items/{1-1000} (replica), 10 % POST /items (primary). Closed loop with $CLOSED_CONNS connections," \
-        "then open loop (pool of $OPEN_CONNS) at ${LOADS[*]} % of its throughput; ${DURATION}s measured after ${WARMUP}s warm-up." \
+        "then open loop (pool of $OPEN_CONNS) at ${LOADS[*]} % of its median throughput; ${DURATION}s measured after ${WARMUP}s warm-up." \
+        "$ROUNDS round(s), balancers interleaved (${BALANCERS[*]}), closed-loop runs first, then the open-loop runs;" \
+        "figures are medians over the rounds, (min-max) beside." \
         "Latencies in ms; corrected = from the intended send time; in the closed loop there is no schedule" \
-        "and both columns are the response time. Balancer CPU = utime+stime of all its processes over the window / requests."
+        "and both columns are the response time. Balancer CPU = utime+stime of all its processes over the window / requests." \
+        "Foreign % = CPU used on the machine by processes other than the stack's and loadgen, in % of one core, over the" \
+        "whole loadgen run; steal % = hypervisor steal, same unit (max over the kept runs; runs with foreign+steal above" \
+        "${NOISE_PCT}% were redone up to ${MAX_REDO}x, the quieter kept)."
     echo
     if ((PIN)); then
         echo "Pinning: balancer on core $LB_CORE; loadgen, app nodes and MariaDB on core $LOAD_CORE."
@@ -682,12 +585,34 @@ REPORT="$RESULTS_DIR/report.md"
         echo "Pinning: none ($NCPU CPU)."
     fi
     echo
-    echo "| balancer | run | req/s | p50 corr | p99 corr | p99.9 corr | p99 uncorr | errors | X-Served-By | balancer CPU us/req | note |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|"
-    awk -F'\t' '{ printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 }' "$SUMMARY"
+    echo "| balancer | run | req/s | p50 corr | p99 corr | p99.9 corr | p99 uncorr | errors | X-Served-By | balancer CPU us/req | foreign % (max) | steal % (max) | note |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    for b in "${BALANCERS[@]}"; do
+        for label in closed $(printf 'open%s ' "${LOADS[@]}"); do
+            read -r p50 _ _ <<< "$(stats "$b" "$label" 6)"
+            read -r p999 _ _ <<< "$(stats "$b" "$label" 8)"
+            read -r p99u _ _ <<< "$(stats "$b" "$label" 9)"
+            read -r _ _ fmax <<< "$(stats "$b" "$label" 14)"
+            read -r _ _ smax <<< "$(stats "$b" "$label" 15)"
+            # Errors and the X-Served-By split summed over the kept rounds; a note if any round had it.
+            IFS='|' read -r errs served note <<< "$(awk -F'\t' -v b="$b" -v l="$label" '$1 == b && $2 == l {
+                    e += $10
+                    n = split($11, kv, " ")
+                    for (i = 1; i <= n; i++) { split(kv[i], p, "="); if (!(p[1] in c)) o[++k] = p[1]; c[p[1]] += p[2] }
+                    if ($13 != "") note = $13
+                } END {
+                    s = ""
+                    for (i = 1; i <= k; i++) s = s (i > 1 ? " " : "") o[i] "=" c[o[i]]
+                    printf "%d|%s|%s\n", e, s, note
+                }' "$KEPT")"
+            printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$b" "$label" \
+                "$(fmt_mmm "$(stats "$b" "$label" 5)")" "$p50" "$(fmt_mmm "$(stats "$b" "$label" 7)")" "$p999" "$p99u" \
+                "$errs" "$served" "$(fmt_mmm "$(stats "$b" "$label" 12)")" "$fmax" "$smax" "$note"
+        done
+    done
     if ((${#BALANCERS[@]} > 1)); then
         echo
-        echo "Side by side (req/s; p99 corrected ms, the response p99 in the closed loop; balancer CPU us/req):"
+        echo "Side by side (medians: req/s; p99 corrected ms, the response p99 in the closed loop; balancer CPU us/req):"
         echo
         printf '| run |'
         for b in "${BALANCERS[@]}"; do printf ' %s req/s | %s p99 | %s us/req |' "$b" "$b" "$b"; done
@@ -698,20 +623,43 @@ REPORT="$RESULTS_DIR/report.md"
         for label in closed $(printf 'open%s ' "${LOADS[@]}"); do
             printf '| %s |' "$label"
             for b in "${BALANCERS[@]}"; do
-                awk -F'\t' -v b="$b" -v l="$label" '$1 == b && $2 == l {
-                    printf " %s | %s | %s |", $3, $5, $10 }' "$SUMMARY"
+                read -r r _ _ <<< "$(stats "$b" "$label" 5)"
+                read -r p99 _ _ <<< "$(stats "$b" "$label" 7)"
+                read -r c _ _ <<< "$(stats "$b" "$label" 12)"
+                printf ' %s | %s | %s |' "$r" "$p99" "$c"
             done
             echo
         done
     fi
+    # Every run, when there is more than the table above shows (rounds, redos).
+    if ((ROUNDS > 1 || BENCH_RUNS > $(wc -l < "$KEPT"))); then
+        echo
+        echo "Every run, in the order run (open-loop rate in req/s; a redone run's noisier attempt marked \"not kept\"):"
+        echo
+        echo "| balancer | run | round | rate | req/s | p50 corr | p99 corr | p99.9 corr | p99 uncorr | errors | X-Served-By | balancer CPU us/req | foreign % | steal % | note |"
+        echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        awk -F'\t' 'NR == FNR { kept[$17] = 1; next } {
+            note = $13
+            if (!($17 in kept)) note = note (note == "" ? "" : "; ") "not kept"
+            printf "| %s | %s | %s.%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+                $1, $2, $3, $4, ($16 > 0) ? $16 : "-", $5, $6, $7, $8, $9, $10, $11, $12, $14, $15, note
+        }' "$KEPT" "$SUMMARY"
+    fi
+    noisy=$(awk -F'\t' -v n="$NOISE_PCT" '$14 + $15 > n { c++ } END { print c + 0 }' "$KEPT")
+    if ((noisy > 0)); then
+        echo
+        echo "**Noisy:** $noisy kept run(s) had other tenants plus steal using more than ${NOISE_PCT}% of a core;" \
+            "their figures (CPU/req included: caches and scheduling suffer) are not trustworthy. Rerun on a quiet machine."
+    fi
     echo
     echo "Replication: $REPL"
     echo
-    echo "Files: per run \`<balancer>-<run>.{txt,json,hgrm,csv}\` and \`-latency.svg\`/\`-timeseries.svg\`; configs in \`state/\`."
+    echo "Files: per run \`<balancer>-<run>-r<round>.{txt,json,hgrm,csv}\` (\`-a<attempt>\` added for a redo) and" \
+        "\`-latency.svg\`/\`-timeseries.svg\`; configs in \`state/\`, all runs in \`state/summary.tsv\`."
 } > "$REPORT"
 
 echo
 cat "$REPORT"
 echo
-log "measured runs took $(awk -v a="$T_START" -v b="$T_END" 'BEGIN { printf "%.0f", b - a }') s; report: $REPORT"
+log "$BENCH_RUNS measured runs took $(awk -v a="$T_START" -v b="$T_END" 'BEGIN { printf "%.0f", b - a }') s; report: $REPORT"
 ((REPL_OK)) || exit 1
