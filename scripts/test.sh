@@ -65,7 +65,8 @@ run_step fmt cargo fmt --all -- --check
 run_step clippy cargo clippy --workspace --all-targets -- -D warnings
 run_step test cargo test --workspace --no-fail-fast
 if command -v shellcheck > /dev/null 2>&1; then
-    run_step shellcheck shellcheck benches/compare.sh scripts/bench.sh scripts/test.sh .ci/run loadgen/stack/mariadb.sh loadgen/stack/bench.sh benches/loadgen_vs_wrk.sh
+    # -x: follow the scripts' `source benches/lib.sh` (paths relative to the repository root).
+    run_step shellcheck shellcheck -x benches/*.sh scripts/*.sh .ci/run loadgen/stack/*.sh
 else
     step "shellcheck not installed: shell scripts not linted (apt-get install shellcheck)"
 fi
