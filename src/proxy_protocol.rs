@@ -211,18 +211,33 @@ fn unmap(a: SocketAddr) -> SocketAddr {
     }
 }
 
-/// Appends a header for a connection from `src` to `dst` (the client and the address it connected to).
-pub fn write(out: &mut Vec<u8>, version: Version, src: SocketAddr, dst: SocketAddr) {
+/// Longest header [`write`] produces: v1 with two full IPv6 addresses is 104 bytes, v2 with IPv6 52.
+pub const WRITE_MAX: usize = V1_MAX;
+
+/// Writes the header for a connection from `src` to `dst` (the client and the address it connected to)
+/// at the start of `out`; returns its length. No allocation: `out` is the caller's (stack) buffer.
+pub fn write(
+    out: &mut [u8; WRITE_MAX],
+    version: Version,
+    src: SocketAddr,
+    dst: SocketAddr,
+) -> usize {
     let (src, dst) = (unmap(src), unmap(dst));
-    match version {
-        Version::V1 => write_v1(out, src, dst),
-        Version::V2 => write_v2(out, src, dst),
-    }
+    let mut cur = std::io::Cursor::new(&mut out[..]);
+    // Cannot fail: every header fits WRITE_MAX (spec §2.1 bounds v1 at 107 bytes; v2 here is 52).
+    let _ = match version {
+        Version::V1 => write_v1(&mut cur, src, dst),
+        Version::V2 => write_v2(&mut cur, src, dst),
+    };
+    cur.position() as usize
 }
 
-fn write_v1(out: &mut Vec<u8>, src: SocketAddr, dst: SocketAddr) {
-    use std::io::Write;
-    let _ = match (src.ip(), dst.ip()) {
+fn write_v1(
+    out: &mut impl std::io::Write,
+    src: SocketAddr,
+    dst: SocketAddr,
+) -> std::io::Result<()> {
+    match (src.ip(), dst.ip()) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
             write!(out, "PROXY TCP4 {s} {d} {} {}\r\n", src.port(), dst.port())
         }
@@ -231,30 +246,31 @@ fn write_v1(out: &mut Vec<u8>, src: SocketAddr, dst: SocketAddr) {
         }
         // Mixed families cannot be expressed (spec §2.1): say UNKNOWN.
         _ => write!(out, "PROXY UNKNOWN\r\n"),
-    };
+    }
 }
 
-fn write_v2(out: &mut Vec<u8>, src: SocketAddr, dst: SocketAddr) {
-    out.extend_from_slice(&V2_SIGNATURE);
+fn write_v2(
+    out: &mut impl std::io::Write,
+    src: SocketAddr,
+    dst: SocketAddr,
+) -> std::io::Result<()> {
+    out.write_all(&V2_SIGNATURE)?;
     match (src.ip(), dst.ip()) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
-            out.extend_from_slice(&[0x21, 0x11, 0, 12]);
-            out.extend_from_slice(&s.octets());
-            out.extend_from_slice(&d.octets());
+            out.write_all(&[0x21, 0x11, 0, 12])?;
+            out.write_all(&s.octets())?;
+            out.write_all(&d.octets())?;
         }
         (IpAddr::V6(s), IpAddr::V6(d)) => {
-            out.extend_from_slice(&[0x21, 0x21, 0, 36]);
-            out.extend_from_slice(&s.octets());
-            out.extend_from_slice(&d.octets());
+            out.write_all(&[0x21, 0x21, 0, 36])?;
+            out.write_all(&s.octets())?;
+            out.write_all(&d.octets())?;
         }
-        _ => {
-            // PROXY command, UNSPEC family, no address block.
-            out.extend_from_slice(&[0x21, 0x00, 0, 0]);
-            return;
-        }
+        // PROXY command, UNSPEC family, no address block.
+        _ => return out.write_all(&[0x21, 0x00, 0, 0]),
     }
-    out.extend_from_slice(&src.port().to_be_bytes());
-    out.extend_from_slice(&dst.port().to_be_bytes());
+    out.write_all(&src.port().to_be_bytes())?;
+    out.write_all(&dst.port().to_be_bytes())
 }
 
 #[cfg(test)]
@@ -265,14 +281,39 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn written(v: Version, src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
+        let mut buf = [0u8; WRITE_MAX];
+        let n = write(&mut buf, v, src, dst);
+        buf[..n].to_vec()
+    }
+
+    #[test]
+    fn longest_headers_fit() {
+        let (a, b) = (
+            sa("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe]:65535"),
+            sa("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffd]:65535"),
+        );
+        let v1 = written(Version::V1, a, b);
+        assert!(
+            v1.ends_with(b"65535 65535\r\n"),
+            "{:?}",
+            String::from_utf8_lossy(&v1)
+        );
+        assert_eq!(parse(&v1).unwrap().unwrap().src, Some(a));
+        assert_eq!(written(Version::V2, a, b).len(), 52);
+        assert_eq!(
+            written(Version::V1, sa("1.2.3.4:1"), b),
+            b"PROXY UNKNOWN\r\n"
+        );
+    }
+
     #[test]
     fn v1_round_trip_and_prefixes() {
         for (src, dst) in [
             ("10.1.2.3:40000", "10.0.0.1:3306"),
             ("[2001:db8::1]:1", "[::1]:65535"),
         ] {
-            let mut out = Vec::new();
-            write(&mut out, Version::V1, sa(src), sa(dst));
+            let mut out = written(Version::V1, sa(src), sa(dst));
             out.extend_from_slice(b"payload");
             let h = parse(&out).unwrap().unwrap();
             assert_eq!(&out[h.len..], b"payload");
@@ -281,13 +322,7 @@ mod tests {
                 assert_eq!(parse(&out[..cut]), Ok(None), "prefix {cut}");
             }
         }
-        let mut out = Vec::new();
-        write(
-            &mut out,
-            Version::V1,
-            sa("[::ffff:10.0.0.9]:5"),
-            sa("10.0.0.1:80"),
-        );
+        let out = written(Version::V1, sa("[::ffff:10.0.0.9]:5"), sa("10.0.0.1:80"));
         assert_eq!(out, b"PROXY TCP4 10.0.0.9 10.0.0.1 5 80\r\n");
         assert_eq!(
             parse(b"PROXY UNKNOWN whatever\r\nx").unwrap().unwrap(),
@@ -332,8 +367,7 @@ mod tests {
             ("10.1.2.3:40000", "10.0.0.1:3306"),
             ("[2001:db8::1]:1", "[::1]:65535"),
         ] {
-            let mut out = Vec::new();
-            write(&mut out, Version::V2, sa(src), sa(dst));
+            let mut out = written(Version::V2, sa(src), sa(dst));
             out.push(b'!');
             let h = parse(&out).unwrap().unwrap();
             assert_eq!(&out[h.len..], b"!");

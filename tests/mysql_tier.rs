@@ -30,9 +30,34 @@ const DELAY_S: u64 = 8;
 /// Stopping or starting a server, or replication catching up, takes seconds.
 const SERVER_DEADLINE: Duration = Duration::from_secs(30);
 
-fn tier_config(pair: &Pair) -> String {
+/// One TCP-mode backend with the test's MySQL check cadence; `role_lines` and `servers` differ.
+fn db_backend(name: &str, algorithm: &str, role_lines: &str, servers: &str) -> String {
     format!(
-        r#"[global]
+        r#"
+[[backend]]
+name = "{name}"
+algorithm = "{algorithm}"
+  [backend.timeouts]
+  connect = "1s"
+  [backend.check]
+  type = "mysql"
+  user = "{CHECK_USER}"
+  password = "{CHECK_PASSWORD}"
+  {role_lines}
+  start_down = true
+  interval = "{INTERVAL_MS}ms"
+  fastinter = "{INTERVAL_MS}ms"
+  timeout = "1s"
+  jitter_percent = 0
+  fall = {FALL}
+  rise = {RISE}
+{servers}"#
+    )
+}
+
+fn tier_config(pair: &Pair) -> String {
+    let (primary, replica) = (pair.primary, pair.replica);
+    let frontends = r#"[global]
 grace = "1s"
 
 [[frontend]]
@@ -46,60 +71,26 @@ name = "reader"
 mode = "tcp"
 bind = ["127.0.0.1:0"]
 default_backend = "reader"
-
-[[backend]]
-name = "writer"
-algorithm = "first"
-  [backend.timeouts]
-  connect = "1s"
-  [backend.check]
-  type = "mysql"
-  user = "{CHECK_USER}"
-  password = "{CHECK_PASSWORD}"
-  role = "writer"
-  start_down = true
-  interval = "{INTERVAL_MS}ms"
-  fastinter = "{INTERVAL_MS}ms"
-  timeout = "1s"
-  jitter_percent = 0
-  fall = {FALL}
-  rise = {RISE}
-  [[backend.server]]
-  name = "primary"
-  address = "{primary}"
-  [[backend.server]]
-  name = "replica"
-  address = "{replica}"
-
-[[backend]]
-name = "reader"
-algorithm = "leastconn"
-  [backend.timeouts]
-  connect = "1s"
-  [backend.check]
-  type = "mysql"
-  user = "{CHECK_USER}"
-  password = "{CHECK_PASSWORD}"
-  role = "reader"
-  start_down = true
-  max_replication_lag = "{MAX_LAG_S}s"
-  interval = "{INTERVAL_MS}ms"
-  fastinter = "{INTERVAL_MS}ms"
-  timeout = "1s"
-  jitter_percent = 0
-  fall = {FALL}
-  rise = {RISE}
-  [[backend.server]]
-  name = "replica"
-  address = "{replica}"
-  [[backend.server]]
-  name = "primary"
-  address = "{primary}"
-  backup = true
-"#,
-        primary = pair.primary,
-        replica = pair.replica,
-    )
+"#;
+    let writer = db_backend(
+        "writer",
+        "first",
+        "role = \"writer\"",
+        &format!(
+            "  [[backend.server]]\n  name = \"primary\"\n  address = \"{primary}\"\n\
+             [[backend.server]]\n  name = \"replica\"\n  address = \"{replica}\"\n"
+        ),
+    );
+    let reader = db_backend(
+        "reader",
+        "leastconn",
+        &format!("role = \"reader\"\n  max_replication_lag = \"{MAX_LAG_S}s\""),
+        &format!(
+            "  [[backend.server]]\n  name = \"replica\"\n  address = \"{replica}\"\n\
+             [[backend.server]]\n  name = \"primary\"\n  address = \"{primary}\"\n  backup = true\n"
+        ),
+    );
+    format!("{frontends}{writer}{reader}")
 }
 
 /// The server id that answers a query sent through `port`, or the client's error.

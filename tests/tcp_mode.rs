@@ -316,14 +316,14 @@ fn proxy_protocol_accepted_from_trusted_peers_only() {
     for header in [
         b"PROXY TCP4 203.0.113.9 10.0.0.1 51000 3306\r\n".to_vec(),
         {
-            let mut v2 = Vec::new();
-            corelb::proxy_protocol::write(
+            let mut v2 = [0u8; corelb::proxy_protocol::WRITE_MAX];
+            let n = corelb::proxy_protocol::write(
                 &mut v2,
                 corelb::proxy_protocol::Version::V2,
                 "203.0.113.9:51000".parse().unwrap(),
                 "10.0.0.1:3306".parse().unwrap(),
             );
-            v2
+            v2[..n].to_vec()
         },
     ] {
         let mut c = connect(lb.addr);

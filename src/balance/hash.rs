@@ -32,6 +32,18 @@ pub fn hash_bytes(bytes: &[u8]) -> u64 {
     mix64(h ^ P2)
 }
 
+/// The key of `hash_key = "source"`: an IPv4-mapped IPv6 address hashes as the IPv4 address it is, so a
+/// client keeps its server whichever socket family it arrived on.
+pub fn hash_ip(ip: std::net::IpAddr) -> u64 {
+    match ip {
+        std::net::IpAddr::V4(v4) => hash_bytes(&v4.octets()),
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => hash_bytes(&v4.octets()),
+            None => hash_bytes(&v6.octets()),
+        },
+    }
+}
+
 #[inline]
 fn step(h: u64, word: u64) -> u64 {
     let x = (h ^ word).wrapping_mul(P1);
@@ -78,6 +90,15 @@ impl Rng {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv4_mapped_addresses_hash_as_ipv4() {
+        let v4: std::net::IpAddr = "203.0.113.9".parse().unwrap();
+        let mapped: std::net::IpAddr = "::ffff:203.0.113.9".parse().unwrap();
+        let v6: std::net::IpAddr = "2001:db8::9".parse().unwrap();
+        assert_eq!(hash_ip(v4), hash_ip(mapped));
+        assert_ne!(hash_ip(v4), hash_ip(v6));
+    }
 
     #[test]
     fn hash_is_deterministic_and_length_sensitive() {

@@ -15,7 +15,7 @@ mod maglev;
 mod random;
 mod round_robin;
 
-pub use hash::hash_bytes;
+pub use hash::{hash_bytes, hash_ip};
 pub use round_robin::RoundRobin;
 
 use crate::limits::MAX_SERVERS_PER_BACKEND;

@@ -2,12 +2,11 @@
 //! send the request, relay interim responses, relay the final response, and decide what can be reused.
 
 use std::io;
-use std::net::IpAddr;
 use std::time::Instant;
 
 use glommio::net::TcpStream;
 
-use crate::balance::hash_bytes;
+use crate::balance::{hash_bytes, hash_ip};
 use crate::buf::{flush, write_all, Exchange};
 use crate::config::{Algorithm, Frontend, HashKey, HostMatch};
 use crate::error::{ProxyError, CONTINUE_100};
@@ -509,10 +508,7 @@ pub(super) async fn forward(
 fn hash_key(c: &ClientConn, k: &HashKey, head: &RequestHead) -> Option<u64> {
     let buf = c.cbuf.filled();
     match k {
-        HashKey::Source => Some(match c.ip {
-            IpAddr::V4(v4) => hash_bytes(&v4.octets()),
-            IpAddr::V6(v6) => hash_bytes(&v6.octets()),
-        }),
+        HashKey::Source => Some(hash_ip(c.ip)),
         HashKey::Uri => {
             let path = head.path.get(buf);
             let end = path.iter().position(|&b| b == b'?').unwrap_or(path.len());

@@ -10,16 +10,13 @@ use std::time::{Duration, Instant};
 
 use glommio::net::TcpStream;
 
-use crate::balance::hash_bytes;
+use crate::balance::hash_ip;
 use crate::buf::{write_all, Buf};
 use crate::config::{Algorithm, Frontend, HashKey};
 use crate::limits::MAX_CONNECT_TRIES;
 use crate::proxy::tunnel::tunnel;
 use crate::proxy_protocol;
 use crate::worker::{Assigned, InFlight, WorkerCtx};
-
-/// Largest PROXY header corelb writes (v1 is at most 107 bytes, v2 with IPv6 52).
-const PROXY_OUT_MAX: usize = 128;
 
 /// Shows an IPv4-mapped IPv6 address as IPv4, as everywhere else in corelb.
 pub(super) fn unmapped(ip: IpAddr) -> IpAddr {
@@ -94,10 +91,7 @@ pub async fn serve_tcp(ctx: Rc<WorkerCtx>, fe: usize, mut client: TcpStream) {
     let _in_flight = InFlight::new(&ctx.in_flight);
     let backend = &ctx.backends[f.default_backend];
     let key = match &backend.cfg.algorithm {
-        Algorithm::Hash(HashKey::Source) => Some(match unmapped(src.ip()) {
-            IpAddr::V4(v4) => hash_bytes(&v4.octets()),
-            IpAddr::V6(v6) => hash_bytes(&v6.octets()),
-        }),
+        Algorithm::Hash(HashKey::Source) => Some(hash_ip(src.ip())),
         _ => None,
     };
 
@@ -143,9 +137,9 @@ pub async fn serve_tcp(ctx: Rc<WorkerCtx>, fe: usize, mut client: TcpStream) {
     backend.health.on_success(server);
 
     if let Some(version) = backend.cfg.servers[server].send_proxy {
-        let mut header = Vec::with_capacity(PROXY_OUT_MAX);
-        proxy_protocol::write(&mut header, version, src, dst);
-        if write_all(&mut server_stream, &header, backend.cfg.timeouts.body)
+        let mut header = [0u8; proxy_protocol::WRITE_MAX];
+        let n = proxy_protocol::write(&mut header, version, src, dst);
+        if write_all(&mut server_stream, &header[..n], backend.cfg.timeouts.body)
             .await
             .is_err()
         {
