@@ -11,6 +11,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::io;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
@@ -23,6 +24,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use crate::http::{ExchError, Reader, Response, Source};
 use crate::scenario::{Kind, KindSpec, Mix, Rng, ScenarioError, Target};
 use crate::stats::{ErrorClass, Second, ThreadResult};
+use crate::watchdog;
 
 /// A send that leaves this much after its intended time is counted as late (the schedule slipped).
 pub const LATE_THRESHOLD: Duration = Duration::from_millis(1);
@@ -197,8 +199,9 @@ impl Ctx {
         self.start + Duration::from_nanos(u64::try_from(rounded).unwrap_or(u64::MAX))
     }
 
-    fn claim(&self) -> Option<Slot> {
-        let now = Instant::now();
+    /// The next request's slot, or None when the run is over. `now`: a recent clock reading (the
+    /// closed loop's intended send time).
+    fn claim(&self, now: Instant) -> Option<Slot> {
         let intended = if self.open.is_some() {
             if self.hard_end.is_some_and(|h| now >= h) {
                 return None;
@@ -318,19 +321,17 @@ async fn sleep_until(t: Instant) {
 }
 
 impl Source for TcpStream {
-    async fn read_by(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
-        let left = deadline
-            .checked_duration_since(Instant::now())
-            .filter(|d| !d.is_zero())
-            .ok_or(io::ErrorKind::TimedOut)?;
-        self.set_read_timeout(Some(left)).map_err(io::Error::from)?;
+    async fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.read(buf).await
     }
 }
 
-fn exch_class(e: ExchError) -> ErrorClass {
+/// A failed exchange's class: a timeout when the watchdog shut the socket down under it.
+fn exch_class(e: ExchError, watch: &watchdog::Slot) -> ErrorClass {
+    if watch.take_fired() {
+        return ErrorClass::Timeout;
+    }
     match e {
-        ExchError::Timeout => ErrorClass::Timeout,
         ExchError::Read => ErrorClass::Read,
         ExchError::Parse => ErrorClass::Parse,
     }
@@ -338,16 +339,29 @@ fn exch_class(e: ExchError) -> ErrorClass {
 
 /// One connection's loop (closed loop: keeps `depth` requests in flight; open loop: depth 1, paced by
 /// the thread's schedule). A failed exchange fails every request in flight on it and replaces the
-/// connection.
-async fn conn_task(ctx: Rc<Ctx>, mut stream: Option<TcpStream>) {
+/// connection. `watch` is the connection's watchdog slot (its per-request timeout).
+async fn conn_task(
+    ctx: Rc<Ctx>,
+    mut stream: Option<TcpStream>,
+    watch: Rc<[watchdog::Slot]>,
+    i: usize,
+) {
+    let Some(watch) = watch.get(i) else { return };
+    watch.set_fd(stream.as_ref().map_or(-1, |s| s.as_raw_fd()));
     let mut reader = Reader::default();
     let mut out: Vec<u8> = Vec::with_capacity(4096);
     let mut inflight: VecDeque<InFlight> = VecDeque::with_capacity(ctx.depth);
+    // A clock reading with nothing awaited since (the last response's arrival): the closed loop sends
+    // the next request within a few hundred ns of it, so it serves as that request's send time and
+    // saves two clock reads per request.
+    let mut fresh: Option<Instant> = None;
     loop {
         let mut new = 0;
         while inflight.len() < ctx.depth {
-            let Some(slot) = ctx.claim() else { break };
+            let now = *fresh.get_or_insert_with(Instant::now);
+            let Some(slot) = ctx.claim(now) else { break };
             if ctx.open.is_some() {
+                fresh = None;
                 let wake = ctx.wake_time(slot.intended);
                 sleep_until(wake.checked_sub(ctx.spin).unwrap_or(wake)).await;
                 if !ctx.spin.is_zero() {
@@ -359,8 +373,12 @@ async fn conn_task(ctx: Rc<Ctx>, mut stream: Option<TcpStream>) {
             }
             let kind = ctx.mix.pick(&mut ctx.rng.borrow_mut());
             if stream.is_none() {
+                fresh = None;
                 match ctx.connect().await {
-                    Ok(s) => stream = Some(s),
+                    Ok(s) => {
+                        watch.set_fd(s.as_raw_fd());
+                        stream = Some(s);
+                    }
                     Err(class) => {
                         ctx.error(kind, slot.measured, class);
                         if ctx.open.is_none() {
@@ -389,7 +407,7 @@ async fn conn_task(ctx: Rc<Ctx>, mut stream: Option<TcpStream>) {
             break;
         }
         if new > 0 {
-            let sent = Instant::now();
+            let sent = fresh.take().unwrap_or_else(Instant::now);
             let first_new = inflight.len() - new;
             for f in inflight.iter_mut().skip(first_new) {
                 f.sent = sent;
@@ -404,6 +422,7 @@ async fn conn_task(ctx: Rc<Ctx>, mut stream: Option<TcpStream>) {
                 for f in inflight.drain(..) {
                     ctx.error(f.kind, f.measured, class);
                 }
+                watch.set_fd(-1);
                 stream = None;
                 reader.clear();
                 out.clear();
@@ -411,12 +430,26 @@ async fn conn_task(ctx: Rc<Ctx>, mut stream: Option<TcpStream>) {
             }
             out.clear();
         }
+        fresh = None;
         let Some(front) = inflight.front() else { break };
         let head = ctx.kinds.get(front.kind).is_some_and(|k| k.head);
-        let deadline = front.sent + ctx.timeout;
-        match reader.read_response(s, head, deadline).await {
+        watch.arm(front.sent + ctx.timeout);
+        let got = reader.read_response(s, head).await;
+        watch.disarm();
+        match got {
+            // A response completed after the watchdog shut the socket down: past its deadline, and
+            // the connection is gone, so it fails like the rest.
+            Ok(_) if watch.take_fired() => {
+                for f in inflight.drain(..) {
+                    ctx.error(f.kind, f.measured, ErrorClass::Timeout);
+                }
+                watch.set_fd(-1);
+                stream = None;
+                reader.clear();
+            }
             Ok(resp) => {
                 let now = Instant::now();
+                fresh = Some(now);
                 if let Some(f) = inflight.pop_front() {
                     ctx.response(&f, &resp, now);
                 }
@@ -425,20 +458,23 @@ async fn conn_task(ctx: Rc<Ctx>, mut stream: Option<TcpStream>) {
                     for f in inflight.drain(..) {
                         ctx.error(f.kind, f.measured, ErrorClass::Read);
                     }
+                    watch.set_fd(-1);
                     stream = None;
                     reader.clear();
                 }
             }
             Err(e) => {
-                let class = exch_class(e);
+                let class = exch_class(e, watch);
                 for f in inflight.drain(..) {
                     ctx.error(f.kind, f.measured, class);
                 }
+                watch.set_fd(-1);
                 stream = None;
                 reader.clear();
             }
         }
     }
+    watch.set_fd(-1);
 }
 
 /// Closes per-second samples on the thread's clock and sends them to the main thread.
@@ -508,15 +544,25 @@ async fn thread_main(p: ThreadParams) -> ThreadResult {
         done: Cell::new(false),
     });
     let tick = glommio::spawn_local(ticker(ctx.clone(), p.tx));
+    let watch = watchdog::slots(streams.len());
+    let dog = {
+        let ctx = ctx.clone();
+        let watch = watch.clone();
+        glommio::spawn_local(async move {
+            watchdog::run(watch, watchdog::tick_for(ctx.timeout), || ctx.done.get()).await
+        })
+    };
     let tasks: Vec<_> = streams
         .into_iter()
-        .map(|s| glommio::spawn_local(conn_task(ctx.clone(), s)))
+        .enumerate()
+        .map(|(i, s)| glommio::spawn_local(conn_task(ctx.clone(), s, watch.clone(), i)))
         .collect();
     for t in tasks {
         t.await;
     }
     ctx.done.set(true);
     tick.await;
+    dog.await;
     // Slots of the schedule that were never claimed (the run hit its hard end, or -n was not reached).
     let mut unsent = ctx.remaining.get().unwrap_or(0);
     if ctx.open.is_some() && ctx.remaining.get().is_none() {

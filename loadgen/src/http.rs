@@ -5,7 +5,6 @@
 
 use std::future::Future;
 use std::io;
-use std::time::Instant;
 
 /// Read buffer per connection (so memory is about connections x 32 KiB). A response head must fit in
 /// it (a larger head is a parse error; servers cap theirs well below this); bodies stream through it.
@@ -20,21 +19,16 @@ const MAX_INTERIM: usize = 8;
 /// Why an exchange failed, by the report's error classes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ExchError {
-    #[error("timeout")]
-    Timeout,
     #[error("read")]
     Read,
     #[error("parse")]
     Parse,
 }
 
-/// A byte source with a deadline: a socket in the generator, a slice in tests. `Ok(0)` is EOF.
+/// A byte source: a socket in the generator, a slice in tests. `Ok(0)` is EOF. Timeouts are the
+/// caller's (the generator's watchdog shuts a late socket down, which ends the read).
 pub(crate) trait Source {
-    fn read_by(
-        &mut self,
-        buf: &mut [u8],
-        deadline: Instant,
-    ) -> impl Future<Output = io::Result<usize>>;
+    fn read_some(&mut self, buf: &mut [u8]) -> impl Future<Output = io::Result<usize>>;
 }
 
 /// The X-Served-By value of a response, copied to the stack (no allocation per response).
@@ -124,7 +118,7 @@ impl Reader {
     }
 
     /// Reads more bytes. Ok(false): EOF.
-    async fn fill<S: Source>(&mut self, s: &mut S, deadline: Instant) -> Result<bool, ExchError> {
+    async fn fill<S: Source>(&mut self, s: &mut S) -> Result<bool, ExchError> {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
@@ -138,13 +132,12 @@ impl Reader {
             return Err(ExchError::Parse);
         }
         let spare = self.data.get_mut(self.end..).unwrap_or(&mut []);
-        match s.read_by(spare, deadline).await {
+        match s.read_some(spare).await {
             Ok(0) => Ok(false),
             Ok(n) => {
                 self.end = self.end.saturating_add(n).min(self.data.len());
                 Ok(true)
             }
-            Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(ExchError::Timeout),
             Err(_) => Err(ExchError::Read),
         }
     }
@@ -154,7 +147,6 @@ impl Reader {
         &mut self,
         s: &mut S,
         head_request: bool,
-        deadline: Instant,
     ) -> Result<Response, ExchError> {
         let mut interim = 0;
         let head = loop {
@@ -168,7 +160,7 @@ impl Reader {
                 }
                 Some(h) => break h,
                 None => {
-                    if !self.fill(s, deadline).await? {
+                    if !self.fill(s).await? {
                         return Err(ExchError::Read);
                     }
                 }
@@ -177,14 +169,14 @@ impl Reader {
         let mut keep_alive = head.keep_alive;
         match head.framing {
             Framing::None => {}
-            Framing::Length(n) => self.drain(s, n, deadline).await?,
-            Framing::Chunked => self.drain_chunked(s, deadline).await?,
+            Framing::Length(n) => self.drain(s, n).await?,
+            Framing::Chunked => self.drain_chunked(s).await?,
             Framing::UntilClose => {
                 // RFC 9112 §6.3 rule 8: the body ends when the server closes.
                 loop {
                     let n = self.buffered();
                     self.consume(n);
-                    if !self.fill(s, deadline).await? {
+                    if !self.fill(s).await? {
                         break;
                     }
                 }
@@ -276,12 +268,7 @@ impl Reader {
         }))
     }
 
-    async fn drain<S: Source>(
-        &mut self,
-        s: &mut S,
-        mut left: u64,
-        deadline: Instant,
-    ) -> Result<(), ExchError> {
+    async fn drain<S: Source>(&mut self, s: &mut S, mut left: u64) -> Result<(), ExchError> {
         loop {
             let have = self.buffered() as u64;
             let take = have.min(left);
@@ -290,7 +277,7 @@ impl Reader {
             if left == 0 {
                 return Ok(());
             }
-            if !self.fill(s, deadline).await? {
+            if !self.fill(s).await? {
                 return Err(ExchError::Read);
             }
         }
@@ -300,7 +287,6 @@ impl Reader {
     async fn line<S: Source, T>(
         &mut self,
         s: &mut S,
-        deadline: Instant,
         f: impl Fn(&[u8]) -> Result<T, ExchError>,
     ) -> Result<T, ExchError> {
         loop {
@@ -311,27 +297,23 @@ impl Reader {
                 self.consume(i + 1);
                 return r;
             }
-            if !self.fill(s, deadline).await? {
+            if !self.fill(s).await? {
                 return Err(ExchError::Read);
             }
         }
     }
 
     /// RFC 9112 §7.1: chunk-size [ext] CRLF data CRLF ... 0 CRLF trailers CRLF.
-    async fn drain_chunked<S: Source>(
-        &mut self,
-        s: &mut S,
-        deadline: Instant,
-    ) -> Result<(), ExchError> {
+    async fn drain_chunked<S: Source>(&mut self, s: &mut S) -> Result<(), ExchError> {
         loop {
-            let size = self.line(s, deadline, parse_chunk_size).await?;
+            let size = self.line(s, parse_chunk_size).await?;
             if size == 0 {
                 // Trailer section: field lines until an empty line (§7.1.2).
-                while !self.line(s, deadline, |l| Ok(l.is_empty())).await? {}
+                while !self.line(s, |l| Ok(l.is_empty())).await? {}
                 return Ok(());
             }
-            self.drain(s, size, deadline).await?;
-            let empty = self.line(s, deadline, |l| Ok(l.is_empty())).await?;
+            self.drain(s, size).await?;
+            let empty = self.line(s, |l| Ok(l.is_empty())).await?;
             if !empty {
                 return Err(ExchError::Parse);
             }
@@ -383,7 +365,6 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, ExchError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     /// Hands out the input a few bytes at a time, so every parser state sees a split.
     struct Slice<'a> {
@@ -392,7 +373,7 @@ mod tests {
     }
 
     impl Source for Slice<'_> {
-        async fn read_by(&mut self, buf: &mut [u8], _deadline: Instant) -> io::Result<usize> {
+        async fn read_some(&mut self, buf: &mut [u8]) -> io::Result<usize> {
             let n = self.data.len().min(self.step).min(buf.len());
             buf[..n].copy_from_slice(&self.data[..n]);
             self.data = &self.data[n..];
@@ -405,10 +386,9 @@ mod tests {
         for step in [1, 3, 7, 4096] {
             let mut r = Reader::new(cap);
             let mut s = Slice { data: input, step };
-            let dl = Instant::now() + Duration::from_secs(5);
             let mut v = Vec::new();
             loop {
-                let x = futures_lite::future::block_on(r.read_response(&mut s, head, dl));
+                let x = futures_lite::future::block_on(r.read_response(&mut s, head));
                 let stop = x.is_err() || x.is_ok_and(|x| !x.keep_alive);
                 v.push(x);
                 if stop || (s.data.is_empty() && r.buffered() == 0) {

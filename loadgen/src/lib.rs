@@ -11,5 +11,6 @@ pub mod report;
 pub mod scenario;
 pub mod stats;
 pub mod svg;
+mod watchdog;
 
 pub use engine::{run, RunConfig, RunError, RunOutput};

@@ -1236,6 +1236,8 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
+    /// corelb patch: when the armed latency-ring timer fires (None: none armed).
+    latency_preemption_deadline: Cell<Option<Instant>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1367,6 +1369,7 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
+            latency_preemption_deadline: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1828,22 +1831,24 @@ impl Reactor {
         // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
-        // Cancel the old timer regardless of whether we can sleep:
-        // if we won't sleep, we will register the new timer with its new
-        // value.
-        //
-        // But if we will sleep, there might be a timer registered that needs
-        // to be removed otherwise we'll wake up when it expires.
-        drop(self.latency_preemption_timeout_src.take());
+        // corelb patch: timers are no longer cancelled and re-armed on every call. Upstream cancels
+        // the latency-ring timer here and arms a new one below (and replaces the throughput timer),
+        // which is 4 to 6 io_uring timeout/cancel operations per executor wake-up, each an hrtimer
+        // start or cancel in the kernel (a VM exit on a virtual machine when it reprograms the clock
+        // event device). Now an armed timer that fires early enough is kept; a preemption that comes
+        // early only makes the running task queue yield once more than necessary. Sleeping with no
+        // user timer still cancels the latency timer (below), so an idle executor is never woken.
 
-        // Schedule the throughput-based timeout immediately: it won't matter if we end
-        // up sleeping.
-        self.throughput_preemption_timeout_src.replace(Some(
-            main_ring.prepare_throughput_preemption_timer(
-                self.ring_depth() as u32,
-                self.eventfd_src.raw(),
-            ),
-        ));
+        // Schedule the throughput-based timeout, unless one is still armed: it won't matter if we
+        // end up sleeping.
+        if !Self::pending(&self.throughput_preemption_timeout_src) {
+            self.throughput_preemption_timeout_src.set(Some(
+                main_ring.prepare_throughput_preemption_timer(
+                    self.ring_depth() as u32,
+                    self.eventfd_src.raw(),
+                ),
+            ));
+        }
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
@@ -1864,39 +1869,61 @@ impl Reactor {
         if should_sleep {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
+            // corelb patch: completions picked up while (re)arming; any of them vetoes the sleep.
+            let mut woke_late = 0;
             if let Some(dur) = user_timer {
-                self.latency_preemption_timeout_src
-                    .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
-                assert!(flush_rings!(lat_ring)? > 0);
-            }
-            // From this moment on the remote executors are aware that we are sleeping
-            // We have to sweep the remote channels function once more because since
-            // last time until now it could be that something happened in a remote executor
-            // that opened up room. If it did we bail on sleep and go process it.
-            self.notifier.prepare_to_sleep();
-            // See https://www.scylladb.com/2018/02/15/memory-barriers-seastar-linux/ for
-            // details. This translates to `sys_membarrier()` /
-            // `MEMBARRIER_CMD_PRIVATE_EXPEDITED`
-            membarrier::heavy();
-            let events = process_remote_channels() + self.flush_syscall_thread();
-            if events == 0 {
-                if self.eventfd_src.is_installed().unwrap() {
-                    self.link_rings_and_sleep(&mut main_ring)
-                        .expect("some error");
-                    // May have new cancellations related to the link ring fd.
-                    flush_cancellations!(into &mut 0; lat_ring, poll_ring, main_ring);
-                    flush_rings!(lat_ring, poll_ring, main_ring)?;
-                    consume_rings!(into &mut 0; lat_ring, poll_ring, main_ring);
+                if self.ensure_latency_timer(&mut lat_ring, dur) {
+                    flush_cancellations!(into &mut woke_late; lat_ring);
+                    assert!(flush_rings!(lat_ring)? > 0);
+                    // Picks up the cancelled timer's completion, which would otherwise end the
+                    // sleep at once. A short timer may have fired already and been consumed with
+                    // it: then nothing is left to wake us, so do not sleep.
+                    consume_rings!(into &mut woke_late; lat_ring);
+                    if !Self::pending(&self.latency_preemption_timeout_src) {
+                        woke_late += 1;
+                    }
                 }
-                // Woke up, so no need to notify us anymore.
-                self.notifier.wake_up();
+            } else if self.latency_preemption_timeout_src.take().is_some() {
+                // corelb patch: nothing to wake up for: drop (cancel) a preemption timer left armed,
+                // so an idle executor sleeps until there is work.
+                self.latency_preemption_deadline.set(None);
+                flush_cancellations!(into &mut woke_late; lat_ring);
+                flush_rings!(lat_ring)?;
+                consume_rings!(into &mut woke_late; lat_ring);
+            }
+            if woke_late == 0 {
+                // From this moment on the remote executors are aware that we are sleeping
+                // We have to sweep the remote channels function once more because since
+                // last time until now it could be that something happened in a remote executor
+                // that opened up room. If it did we bail on sleep and go process it.
+                self.notifier.prepare_to_sleep();
+                // See https://www.scylladb.com/2018/02/15/memory-barriers-seastar-linux/ for
+                // details. This translates to `sys_membarrier()` /
+                // `MEMBARRIER_CMD_PRIVATE_EXPEDITED`
+                membarrier::heavy();
+                let events = process_remote_channels() + self.flush_syscall_thread();
+                if events == 0 {
+                    if self.eventfd_src.is_installed().unwrap() {
+                        self.link_rings_and_sleep(&mut main_ring)
+                            .expect("some error");
+                        // May have new cancellations related to the link ring fd.
+                        flush_cancellations!(into &mut 0; lat_ring, poll_ring, main_ring);
+                        flush_rings!(lat_ring, poll_ring, main_ring)?;
+                        consume_rings!(into &mut 0; lat_ring, poll_ring, main_ring);
+                    }
+                    // Woke up, so no need to notify us anymore.
+                    self.notifier.wake_up();
+                }
             }
         }
 
         if let Some(preempt) = preempt_timer() {
-            self.latency_preemption_timeout_src
-                .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
-            flush_rings!(lat_ring, main_ring)?;
+            if self.ensure_latency_timer(&mut lat_ring, preempt) {
+                flush_cancellations!(into &mut woke; lat_ring);
+                flush_rings!(lat_ring, main_ring)?;
+            } else {
+                flush_rings!(main_ring)?;
+            }
         }
 
         // A Note about `need_preempt`:
@@ -1911,6 +1938,39 @@ impl Reactor {
 
     pub(crate) fn flush_syscall_thread(&self) -> usize {
         self.blocking_thread.flush()
+    }
+
+    /// corelb patch: whether a timer source is still armed (not fired, failed or cancelled).
+    fn pending(src: &Cell<Option<Source>>) -> bool {
+        let s = src.take();
+        let pending = s.as_ref().is_some_and(|s| s.result().is_none());
+        // A finished source is dropped here (nothing to cancel).
+        src.set(s.filter(|_| pending));
+        pending
+    }
+
+    /// corelb patch: makes sure the latency ring flares within `within` from now. An armed timer that
+    /// fires by then is kept (at worst it flares early: one spurious preemption check or wake-up);
+    /// otherwise the old one is cancelled (by dropping its source) and a new one is armed. Returns
+    /// whether a new timer was armed.
+    fn ensure_latency_timer(&self, lat_ring: &mut SleepableRing, within: Duration) -> bool {
+        // A timer armed for the same user deadline in an earlier call is stamped a few µs later
+        // than this call's `now + within` (the stamp is taken after the deadline was turned into a
+        // duration): keep it rather than re-arm for that difference.
+        const KEEP_SLACK: Duration = Duration::from_micros(20);
+        let now = Instant::now();
+        if Self::pending(&self.latency_preemption_timeout_src)
+            && self
+                .latency_preemption_deadline
+                .get()
+                .is_some_and(|d| d <= now + within + KEEP_SLACK)
+        {
+            return false;
+        }
+        self.latency_preemption_timeout_src
+            .set(Some(lat_ring.prepare_latency_preemption_timer(within)));
+        self.latency_preemption_deadline.set(Some(now + within));
+        true
     }
 
     pub(crate) fn preempt_pointers(&self) -> (*const u32, *const u32) {
