@@ -15,6 +15,10 @@
 #   MAX_REDO [1]    redos per run when noisy (the quieter attempt is kept)
 #   QUIET_WAIT [20] before each run, wait up to this many seconds for other tenants to go quiet
 #   KEEP_STATE [0]  1 keeps the temp dir (configs, logs, raw wrk output) for inspection
+#   RATES [""]      open loop instead: each size is run at each of these total request rates with
+#                   loadgen -R (e.g. "1000 5000 25000"; CPU per request at partial load, where every
+#                   request wakes the proxy; p50/p99 are loadgen's coordinated-omission-corrected ones)
+#   LOADGEN_BIN [target/release/loadgen]            used only with RATES
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -54,6 +58,8 @@ NOISE_PCT=${NOISE_PCT:-10}
 MAX_REDO=${MAX_REDO:-1}
 QUIET_WAIT=${QUIET_WAIT:-20}
 KEEP_STATE=${KEEP_STATE:-0}
+RATES=${RATES:-}
+LOADGEN_BIN=${LOADGEN_BIN:-"$REPO_DIR/target/release/loadgen"}
 
 # Cores: the proxy gets one core to itself; load generator and backends share the other.
 readonly PROXY_CORE=1
@@ -63,6 +69,7 @@ readonly WRK_SLACK_S=30
 # Upper bounds on the knobs, so a typo cannot start an hours-long loop.
 readonly MAX_ROUNDS=20
 readonly MAX_DURATION=600
+readonly MAX_RATE=1000000
 
 for v in DURATION ROUNDS WARMUP NOISE_PCT MAX_REDO QUIET_WAIT BACKEND1_PORT BACKEND2_PORT CORELB_PORT \
     HAPROXY_PORT NGINX_PORT; do
@@ -96,13 +103,40 @@ for p in $PROXIES; do
 done
 [[ -n ${SIZES// /} ]] || die "SIZES is empty"
 [[ -n ${PROXIES// /} ]] || die "PROXIES is empty"
+for r in $RATES; do
+    if ! is_uint "$r" || ((r < 1 || r > MAX_RATE)); then
+        die "RATES: '$r' is not a rate in 1..$MAX_RATE req/s"
+    fi
+done
+# At partial load the machine's busy time (/proc/stat) cannot be trusted: it is sampled at each timer
+# tick, and the processes here wake on timers aligned with it, so it misses most of their CPU (seen:
+# 0.03 s counted for 0.6 s used). Foreign CPU cannot be told apart then, so no run is redone on it.
+# The per-process figures stay exact: the kernel scales utime+stime to the scheduler's runtime.
+[[ -z $RATES ]] || MAX_REDO=0
+
+# The runs, in order: SIZE (wrk, closed loop) or SIZE@RATE (loadgen, open loop at RATE req/s).
+LOADS=""
+for s in $SIZES; do
+    if [[ -z $RATES ]]; then
+        LOADS+=" $s"
+    else
+        for r in $RATES; do LOADS+=" $s@$r"; done
+    fi
+done
+load_size() { echo "${1%@*}"; }
+load_rate() { if [[ $1 == *@* ]]; then echo "${1#*@}"; else echo max; fi; }
 
 has_proxy() { [[ " $PROXIES " == *" $1 "* ]]; }
 
 # ---------------------------------------------------------------------------------------------------
 # Tools
 bench_init
-need wrk "apt-get install wrk (or run scripts/bench.sh)"
+if [[ -z $RATES ]]; then
+    need wrk "apt-get install wrk (or run scripts/bench.sh)"
+else
+    need jq "apt-get install jq (parses loadgen's --json report)"
+    [[ -x $LOADGEN_BIN ]] || die "loadgen binary '$LOADGEN_BIN' not found: run 'cargo build --release -p loadgen' first"
+fi
 need nginx "apt-get install nginx-light (the backends are nginx)"
 has_proxy haproxy && need haproxy "apt-get install haproxy"
 if has_proxy corelb; then
@@ -270,6 +304,7 @@ RAW="$RESULTS_DIR/compare-$TS.tsv"
 CMDLINE=$(printf 'DURATION=%q ROUNDS=%q WARMUP=%q SIZES=%q PROXIES=%q' \
     "$DURATION" "$ROUNDS" "$WARMUP" "$SIZES" "$PROXIES")
 [[ -n $CONNS ]] && CMDLINE+=" CONNS=$CONNS"
+[[ -n $RATES ]] && CMDLINE+=" RATES=$(printf '%q' "$RATES")"
 CMDLINE+=" benches/compare.sh"
 
 VERSIONS=""
@@ -280,14 +315,20 @@ if has_proxy haproxy; then
     VERSIONS+="- haproxy: $(first_line haproxy -v)"$'\n'
 fi
 VERSIONS+="- nginx: $(first_line nginx -v)"$'\n'
-# wrk -v prints its version then the usage text, and exits 1.
-VERSIONS+="- wrk: $(first_line wrk -v)"$'\n'
+if [[ -z $RATES ]]; then
+    # wrk -v prints its version then the usage text, and exits 1.
+    VERSIONS+="- wrk: $(first_line wrk -v)"$'\n'
+    LOAD_TOOL="wrk (-t1)"
+else
+    VERSIONS+="- loadgen: $(first_line "$LOADGEN_BIN" --version)"$'\n'
+    LOAD_TOOL="loadgen (-t 1, open loop)"
+fi
 VERSIONS+="$(machine_lines)"$'\n'
 
 CORELB_NOTE=""
 if has_proxy corelb; then CORELB_NOTE="; corelb runs with --workers 1"; fi
 PINNING="- proxy under test: core $PROXY_CORE (taskset -c $PROXY_CORE)$CORELB_NOTE
-- wrk (-t1) and the backend nginx (1 worker, ports $BACKEND1_PORT/$BACKEND2_PORT): core $LOAD_CORE (taskset -c $LOAD_CORE)"
+- $LOAD_TOOL and the backend nginx (1 worker, ports $BACKEND1_PORT/$BACKEND2_PORT): core $LOAD_CORE (taskset -c $LOAD_CORE)"
 
 print_header "corelb end-to-end comparison"
 
@@ -330,21 +371,33 @@ to_us() { # wrk duration (552.00us, 1.23ms, 1.00s, 1.00m) -> microseconds
     }'
 }
 
-run_wrk() { # port size conns seconds outfile
-    timeout "$(($4 + WRK_SLACK_S))" taskset -c "$LOAD_CORE" \
-        wrk -t1 -c"$3" -d"$4"s --latency "http://127.0.0.1:$1/$2" > "$5" 2>&1
+# run_load port load conns seconds outfile: wrk for a closed-loop load, loadgen (JSON report in
+# outfile.json) for SIZE@RATE.
+run_load() {
+    local size rate
+    size=$(load_size "$2")
+    rate=$(load_rate "$2")
+    if [[ $rate == max ]]; then
+        timeout "$(($4 + WRK_SLACK_S))" taskset -c "$LOAD_CORE" \
+            wrk -t1 -c"$3" -d"$4"s --latency "http://127.0.0.1:$1/$size" > "$5" 2>&1
+    else
+        timeout "$(($4 + WRK_SLACK_S))" taskset -c "$LOAD_CORE" \
+            "$LOADGEN_BIN" run "http://127.0.0.1:$1/$size" -t 1 -c "$3" -d "$4s" --no-pin -R "$rate" \
+            --json "$5.json" > "$5" 2>&1
+    fi
 }
 
-one_run() { # size proxy round attempt
-    local size=$1 p=$2 round=$3 attempt=$4 port conns out pids
+one_run() { # load proxy round attempt
+    local load=$1 p=$2 round=$3 attempt=$4 size port conns out pids
     local c0 c1 be0 be1 reqs rps p50 p99 errs proxy_ticks=0 proxy_pct cpu_us
+    size=$(load_size "$load")
     port=$(proxy_port "$p")
     conns=$(size_conns "$size")
-    out="$STATE/wrk-$size-$p-$round-$attempt.txt"
+    out="$STATE/load-$load-$p-$round-$attempt.txt"
 
     wait_quiet
-    run_wrk "$port" "$size" "$conns" "$WARMUP" "$STATE/warmup.txt" ||
-        die "warm-up wrk failed for $p /$size: $(tail -n 3 "$STATE/warmup.txt")"
+    run_load "$port" "$load" "$conns" "$WARMUP" "$STATE/warmup.txt" ||
+        die "warm-up load failed for $p $load: $(tail -n 3 "$STATE/warmup.txt")"
 
     pids=""
     [[ $p != direct ]] && pids=$(pids_of "$p")
@@ -355,8 +408,8 @@ one_run() { # size proxy round attempt
     be0=$(cpu_ticks $(pids_of backend))
     noise_begin "$LOAD_CORE"
 
-    run_wrk "$port" "$size" "$conns" "$DURATION" "$out" ||
-        die "wrk failed for $p /$size (rc $?): $(tail -n 5 "$out")"
+    run_load "$port" "$load" "$conns" "$DURATION" "$out" ||
+        die "the load run failed for $p $load (rc $?): $(tail -n 5 "$out")"
 
     noise_end "$LOAD_CORE"
     # shellcheck disable=SC2046
@@ -368,14 +421,22 @@ one_run() { # size proxy round attempt
         die "$p died during the run; log tail: $(tail -n 5 "${LOG_OF[$p]}" 2> /dev/null)"
     fi
 
-    reqs=$(awk '/ requests in / { print $1; exit }' "$out")
-    rps=$(awk '/^Requests\/sec:/ { print $2; exit }' "$out")
-    p50=$(to_us "$(awk '$1 == "50%" { print $2; exit }' "$out")")
-    p99=$(to_us "$(awk '$1 == "99%" { print $2; exit }' "$out")")
-    errs=$(awk '/Socket errors:/ { gsub(/,/, ""); e += $4 + $6 + $8 + $10 }
-                /Non-2xx or 3xx responses:/ { e += $5 }
-                END { print e + 0 }' "$out")
-    [[ -n $reqs && $reqs -gt 0 && -n $rps ]] || die "could not parse wrk output for $p /$size: $(cat "$out")"
+    if [[ $(load_rate "$load") == max ]]; then
+        reqs=$(awk '/ requests in / { print $1; exit }' "$out")
+        rps=$(awk '/^Requests\/sec:/ { print $2; exit }' "$out")
+        p50=$(to_us "$(awk '$1 == "50%" { print $2; exit }' "$out")")
+        p99=$(to_us "$(awk '$1 == "99%" { print $2; exit }' "$out")")
+        errs=$(awk '/Socket errors:/ { gsub(/,/, ""); e += $4 + $6 + $8 + $10 }
+                    /Non-2xx or 3xx responses:/ { e += $5 }
+                    END { print e + 0 }' "$out")
+    else
+        reqs=$(jq -r '.responses' "$out.json")
+        rps=$(jq -r '.throughput_rps | . * 10 | round / 10' "$out.json")
+        p50=$(jq -r '.latency_corrected.p50_ms * 1000 | . * 10 | round / 10' "$out.json")
+        p99=$(jq -r '.latency_corrected.p99_ms * 1000 | . * 10 | round / 10' "$out.json")
+        errs=$(jq -r '.errors_total' "$out.json")
+    fi
+    [[ -n $reqs && $reqs -gt 0 && -n $rps ]] || die "could not parse the load tool's output for $p $load: $(cat "$out")"
 
     proxy_ticks=$((c1 - c0))
     noise_pcts $((proxy_ticks + be1 - be0))
@@ -387,20 +448,28 @@ one_run() { # size proxy round attempt
         proxy_pct=$(awk -v t="$proxy_ticks" -v e="$NOISE_ELAPSED_TICKS" 'BEGIN { printf "%.0f\n", t * 100 / e }')
     fi
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
-        "$size" "$p" "$round" "$attempt" "$conns" "$rps" "$reqs" "$p50" "$p99" "$errs" \
+        "$load" "$p" "$round" "$attempt" "$conns" "$rps" "$reqs" "$p50" "$p99" "$errs" \
         "$proxy_ticks" "$cpu_us" "$proxy_pct" "$NOISE_FOREIGN_PCT" "$NOISE_LOAD_PCT" \
         "$(awk -v a="$NOISE_T0" -v b="$NOISE_T1" 'BEGIN { printf "%.2f\n", b - a }')" "$NOISE_STEAL_PCT" >> "$RAW"
     log "$(printf '%-4s %-8s round %s.%s  %9s req/s  p50 %8s us  p99 %9s us  cpu %6s us/req  proxy core %3s%%  load core %3s%%  foreign %5s%%  steal %4s%%  errors %s' \
-        "$size" "$p" "$round" "$attempt" "$rps" "$p50" "$p99" "$cpu_us" "$proxy_pct" "$NOISE_LOAD_PCT" "$NOISE_FOREIGN_PCT" "$NOISE_STEAL_PCT" "$errs")"
+        "$load" "$p" "$round" "$attempt" "$rps" "$p50" "$p99" "$cpu_us" "$proxy_pct" "$NOISE_LOAD_PCT" "$NOISE_FOREIGN_PCT" "$NOISE_STEAL_PCT" "$errs")"
 }
 
 # A noisy run (other tenants used more than NOISE_PCT of a core) is redone up to MAX_REDO times;
 # the attempt with the least foreign CPU is the one that counts (see keep_quietest below).
-for size in $SIZES; do
-    log "body $size ($(size_bytes "$size") B), $(size_conns "$size") connections, ${DURATION}s x $ROUNDS rounds, ${WARMUP}s warm-up each"
+# load_title load: what a SIZE or SIZE@RATE run is, for the log and the report.
+load_title() {
+    local size rate
+    size=$(load_size "$1")
+    rate=$(load_rate "$1")
+    printf 'body %s (%s B), %s connections' "$size" "$(size_bytes "$size")" "$(size_conns "$size")"
+    [[ $rate == max ]] || printf ', open loop at %s req/s' "$rate"
+}
+for load in $LOADS; do
+    log "$(load_title "$load"), ${DURATION}s x $ROUNDS rounds, ${WARMUP}s warm-up each"
     for ((round = 1; round <= ROUNDS; round++)); do
         for p in $PROXIES; do
-            run_redo one_run "$size" "$p" "$round"
+            run_redo one_run "$load" "$p" "$round"
         done
     done
 done
@@ -428,15 +497,20 @@ stats() { # size proxy column
     echo
     echo "$PINNING"
     echo
-    echo "Method: wrk -t1 --latency, ${DURATION}s per run after a ${WARMUP}s unrecorded warm-up; rounds interleaved" \
-        "($PROXIES); medians over $ROUNDS round(s), (min-max) beside; p50/p99 are the medians of wrk's per-run figures. CPU us/req = the proxy's utime+stime" \
+    if [[ -n $RATES ]]; then
+        echo "Load: loadgen, one thread, open loop at each rate (a connection pool of the size given);" \
+            "p50/p99 are its coordinated-omission-corrected latencies."
+        echo
+    fi
+    echo "Method: $LOAD_TOOL, ${DURATION}s per run after a ${WARMUP}s unrecorded warm-up; rounds interleaved" \
+        "($PROXIES); medians over $ROUNDS round(s), (min-max) beside; p50/p99 are the medians of the per-run figures. CPU us/req = the proxy's utime+stime" \
         "(/proc/PID/stat, all its processes and threads) over the run / requests completed." \
         "Proxy core % = that CPU over wall time. Foreign % = CPU used on the machine by processes other" \
         "than proxy, backends and wrk, in % of one core; steal % = hypervisor steal, same unit (max over the kept runs; runs with foreign+steal above ${NOISE_PCT}% were redone" \
         "up to ${MAX_REDO}x, the quietest kept)."
-    for size in $SIZES; do
+    for size in $LOADS; do
         echo
-        echo "## Body $size ($(size_bytes "$size") B), $(size_conns "$size") connections"
+        echo "## $(load_title "$size")"
         echo
         echo "| proxy | req/s median (min-max) | p50 | p99 | CPU us/req median (min-max) | CPU/req vs HAProxy | proxy core % | foreign % (max) | steal % (max) | errors |"
         echo "|---|---|---|---|---|---|---|---|---|---|"
@@ -463,7 +537,12 @@ stats() { # size proxy column
     done
     noisy=$(awk -F'\t' -v n="$NOISE_PCT" '$14 + $17 > n { c++ } END { print c + 0 }' "$KEPT")
     errored=$(awk -F'\t' '$10 + 0 > 0 { c++ } END { print c + 0 }' "$KEPT")
-    if ((noisy > 0)); then
+    if [[ -n $RATES ]]; then
+        echo
+        echo "**Foreign %** is not meaningful in open loop: the machine's busy time is tick-sampled and misses" \
+            "timer-driven wake-ups (no run was redone on it). The proxies' own CPU is exact (utime+stime are" \
+            "scaled to the scheduler's runtime)."
+    elif ((noisy > 0)); then
         echo
         echo "**Noisy:** $noisy kept run(s) had other tenants plus steal using more than ${NOISE_PCT}% of a core;" \
             "their figures (CPU/req included: caches and scheduling suffer) are not trustworthy. Rerun on a quiet machine."
