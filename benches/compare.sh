@@ -426,9 +426,7 @@ one_run() { # load proxy round attempt
         rps=$(awk '/^Requests\/sec:/ { print $2; exit }' "$out")
         p50=$(to_us "$(awk '$1 == "50%" { print $2; exit }' "$out")")
         p99=$(to_us "$(awk '$1 == "99%" { print $2; exit }' "$out")")
-        errs=$(awk '/Socket errors:/ { gsub(/,/, ""); e += $4 + $6 + $8 + $10 }
-                    /Non-2xx or 3xx responses:/ { e += $5 }
-                    END { print e + 0 }' "$out")
+        errs=$(wrk_errors "$out")
     else
         reqs=$(jq -r '.responses' "$out.json")
         rps=$(jq -r '.throughput_rps | . * 10 | round / 10' "$out.json")

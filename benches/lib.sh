@@ -336,6 +336,13 @@ keep_quietest() {
     } END { for (k in best) print best[k] }' "$1"
 }
 
+# wrk_errors file: socket errors (connect, read, write, timeout) plus non-2xx/3xx responses of a wrk run.
+wrk_errors() {
+    awk '/Socket errors:/ { gsub(/,/, ""); e += $4 + $6 + $8 + $10 }
+         /Non-2xx or 3xx responses:/ { e += $5 }
+         END { print e + 0 }' "$1"
+}
+
 # median_min_max: numbers on stdin, one a line -> "median min max" ("- - -" when none).
 median_min_max() {
     sort -g | awk '{ a[NR] = $1 } END {

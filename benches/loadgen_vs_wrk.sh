@@ -133,9 +133,7 @@ one_run() {
     if [[ $tool == wrk ]]; then
         reqs=$(awk '/ requests in / { print $1; exit }' "$out")
         wall=$(awk '/ requests in / { sub(/s,$/, "", $4); print $4; exit }' "$out")
-        errs=$(awk '/Socket errors:/ { gsub(/,/, ""); e += $4 + $6 + $8 + $10 }
-                    /Non-2xx or 3xx responses:/ { e += $5 }
-                    END { print e + 0 }' "$out")
+        errs=$(wrk_errors "$out")
     else
         reqs=$(jq -r '.responses' "$out.json")
         wall=$(jq -r '.window_seconds' "$out.json")
