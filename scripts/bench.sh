@@ -22,17 +22,18 @@ if ! command -v cargo > /dev/null 2>&1 && [[ -x ${HOME:-/root}/.cargo/bin/cargo 
     PATH="${HOME:-/root}/.cargo/bin:$PATH"
 fi
 
-step "1/4 Checking the benchmark tools (haproxy, nginx, wrk, MariaDB; taskset and ss for pinning and port checks)"
+step "1/4 Checking the benchmark tools (haproxy, nginx, wrk, MariaDB; jq for loadgen's JSON; taskset and ss for pinning and port checks)"
 missing=()
 command -v mariadbd > /dev/null 2>&1 || missing+=(mariadb-server)
 command -v mariadb > /dev/null 2>&1 || missing+=(mariadb-client)
 command -v haproxy > /dev/null 2>&1 || missing+=(haproxy)
 command -v nginx > /dev/null 2>&1 || missing+=(nginx-light)
 command -v wrk > /dev/null 2>&1 || missing+=(wrk)
+command -v jq > /dev/null 2>&1 || missing+=(jq)
 command -v ss > /dev/null 2>&1 || missing+=(iproute2)
 command -v taskset > /dev/null 2>&1 || missing+=(util-linux)
 if ((${#missing[@]} == 0)); then
-    echo "all present: $(command -v haproxy nginx wrk mariadbd | tr '\n' ' ')"
+    echo "all present: $(command -v haproxy nginx wrk mariadbd jq | tr '\n' ' ')"
 else
     install_cmd="apt-get install -y -o DPkg::Lock::Timeout=120 ${missing[*]}"
     if ((EUID != 0)); then

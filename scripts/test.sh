@@ -18,8 +18,10 @@ step "Checking what the tests need"
 # Debian packages the tests need: each entry is "command-to-look-for:debian-package".
 # - mariadbd, mariadb: the real MariaDB primary/replica pair of loadgen's stack test (loadgen/tests/stack.rs).
 # - ss (iproute2): the stack script names who holds a taken port.
+# - haproxy, jq: the benchmark script's own test (loadgen/tests/stack_bench.rs) puts HAProxy beside
+#   corelb, and the script reads loadgen's JSON with jq.
 # - shellcheck: lints the shell scripts (a step below).
-APT_NEEDS=(mariadbd:mariadb-server mariadb:mariadb-client ss:iproute2 shellcheck:shellcheck)
+APT_NEEDS=(mariadbd:mariadb-server mariadb:mariadb-client ss:iproute2 haproxy:haproxy jq:jq shellcheck:shellcheck)
 missing=()
 for need in "${APT_NEEDS[@]}"; do
     cmd=${need%%:*}

@@ -249,6 +249,9 @@ impl Ctx {
         if let Some(k) = r.kinds.get_mut(f.kind) {
             k.sent += 1;
         }
+        let at = as_us(f.sent.saturating_duration_since(self.measure_start));
+        r.first_sent_us = r.first_sent_us.min(at);
+        r.last_sent_us = r.last_sent_us.max(at);
         if self.open.is_some() {
             let lag = f.sent.saturating_duration_since(f.intended);
             if lag > LATE_THRESHOLD {

@@ -190,6 +190,10 @@ pub struct ThreadResult {
     pub connects: u64,
     /// When the last measured response arrived, µs after the measurement start.
     pub last_done_us: u64,
+    /// The first and the last measured send, µs after the measurement start (first > last: none).
+    /// The achieved rate is taken between them, from when requests really left.
+    pub first_sent_us: u64,
+    pub last_sent_us: u64,
 }
 
 impl ThreadResult {
@@ -202,6 +206,8 @@ impl ThreadResult {
             unsent: 0,
             connects: 0,
             last_done_us: 0,
+            first_sent_us: u64::MAX,
+            last_sent_us: 0,
         }
     }
 
@@ -215,12 +221,48 @@ impl ThreadResult {
         self.unsent += o.unsent;
         self.connects += o.connects;
         self.last_done_us = self.last_done_us.max(o.last_done_us);
+        self.first_sent_us = self.first_sent_us.min(o.first_sent_us);
+        self.last_sent_us = self.last_sent_us.max(o.last_sent_us);
+    }
+
+    /// Measured sends per second between the first and the last actual send: below the target rate
+    /// when the generator fell behind its schedule, however many requests it sent in the end.
+    /// None: fewer than two sends.
+    pub fn achieved_send_rate(&self) -> Option<f64> {
+        let sent: u64 = self.kinds.iter().map(|k| k.sent).sum();
+        let span_us = self.last_sent_us.checked_sub(self.first_sent_us)?;
+        if sent < 2 || span_us == 0 {
+            return None;
+        }
+        Some((sent - 1) as f64 * 1e6 / span_us as f64)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn achieved_rate_spans_the_actual_sends_of_all_threads() {
+        let thread = |sent: u64, first: u64, last: u64| {
+            let mut t = ThreadResult::new(1);
+            t.kinds[0].sent = sent;
+            t.first_sent_us = first;
+            t.last_sent_us = last;
+            t
+        };
+        let mut all = ThreadResult::new(1);
+        assert_eq!(all.achieved_send_rate(), None, "no sends");
+        // Two threads of 1000 req/s each over 1 s, interleaved: 2000 sends in 0.9995 s.
+        all.merge(&thread(1000, 500, 999_500));
+        all.merge(&thread(1000, 0, 999_000));
+        let r = all.achieved_send_rate().unwrap();
+        assert!((r - 1999.0 / 0.9995).abs() < 1e-6, "{r}");
+        // The same sends, the last one 1 s late: the rate offered was lower.
+        all.merge(&thread(0, u64::MAX, 1_999_500));
+        assert!((all.achieved_send_rate().unwrap() - 1999.0 / 1.9995).abs() < 1e-6);
+        assert_eq!(thread(1, 5, 5).achieved_send_rate(), None, "one send");
+    }
 
     #[test]
     fn backends_are_bounded() {

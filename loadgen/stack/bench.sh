@@ -32,6 +32,8 @@
 #   CORELB_PORT [18110] HAPROXY_PORT [18111] NGINX_PORT [18112]
 #   DB_WRITER_PORT [18120] DB_READER_PORT [18121]  the database tier corelb's frontends
 #   OPEN_CONNS [128]  connection pool of the open-loop runs
+#   CORELB_BIN, LOADGEN_BIN, APPNODE_BIN  binaries to run, all three or none [target/release/*, built
+#                  with 'cargo build --release --workspace' when missing]
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -142,14 +144,24 @@ need mariadb "install it with: apt-get install -y mariadb-server mariadb-client"
 has_balancer haproxy && need haproxy "install it with: apt-get install -y haproxy"
 has_balancer nginx && need nginx "install it with: apt-get install -y nginx-light"
 
-BIN="$REPO_DIR/target/release"
-if [[ -x $BIN/corelb && -x $BIN/loadgen && -x $BIN/appnode ]]; then
-    log "using the existing release binaries in $BIN (run 'cargo build --release --workspace' to refresh them)"
+RELEASE="$REPO_DIR/target/release"
+if [[ -n ${CORELB_BIN:-}${LOADGEN_BIN:-}${APPNODE_BIN:-} ]]; then
+    # Binaries given (the stack-bench test runs its debug builds): used as they are, never built here.
+    for v in CORELB_BIN LOADGEN_BIN APPNODE_BIN; do
+        [[ -x ${!v:-} ]] || die "$v='${!v:-}' is not an executable (set all three, or none for $RELEASE)"
+    done
+    log "using the binaries given: $CORELB_BIN $LOADGEN_BIN $APPNODE_BIN"
+elif [[ -x $RELEASE/corelb && -x $RELEASE/loadgen && -x $RELEASE/appnode ]]; then
+    log "using the existing release binaries in $RELEASE (run 'cargo build --release --workspace' to refresh them)"
 else
     need cargo "https://rustup.rs (then rerun)"
     log "release binaries missing: running 'cargo build --release --workspace'"
     (cd "$REPO_DIR" && cargo build --release --workspace)
 fi
+CORELB_BIN=${CORELB_BIN:-$RELEASE/corelb}
+LOADGEN_BIN=${LOADGEN_BIN:-$RELEASE/loadgen}
+APPNODE_BIN=${APPNODE_BIN:-$RELEASE/appnode}
+readonly CORELB_BIN LOADGEN_BIN APPNODE_BIN
 
 # The balancer gets a core to itself; load generator, app nodes and MariaDB share the other.
 readonly LB_CORE=1
@@ -358,9 +370,9 @@ else
         -e "s/127\.0\.0\.1:13400/127.0.0.1:$DB_WRITER_PORT/" \
         -e "s/127\.0\.0\.1:13401/127.0.0.1:$DB_READER_PORT/" \
         "$REPO_DIR/configs/mysql.toml" > "$STATE/corelb-db.toml"
-    "$BIN/corelb" check -c "$STATE/corelb-db.toml" > "$STATE/corelb-db-check.log" 2>&1 ||
+    "$CORELB_BIN" check -c "$STATE/corelb-db.toml" > "$STATE/corelb-db-check.log" 2>&1 ||
         die "corelb rejected $STATE/corelb-db.toml: $(cat "$STATE/corelb-db-check.log")"
-    start_bg dbtier "$LOAD_CORE" "$STATE/corelb-db.log" "$BIN/corelb" run -c "$STATE/corelb-db.toml" --workers 1
+    start_bg dbtier "$LOAD_CORE" "$STATE/corelb-db.log" "$CORELB_BIN" run -c "$STATE/corelb-db.toml" --workers 1
     wait_listening dbtier "$DB_WRITER_PORT" "${LOG_OF[dbtier]}"
     wait_listening dbtier "$DB_READER_PORT" "${LOG_OF[dbtier]}"
     # Its servers start down (start_down): wait until the checks found the writer and a reader.
@@ -377,7 +389,7 @@ else
 fi
 for app in app1 app2; do
     if [[ $app == app1 ]]; then port=$APP1_PORT; else port=$APP2_PORT; fi
-    start_bg "$app" "$LOAD_CORE" "$STATE/$app.log" "$BIN/appnode" --listen "127.0.0.1:$port" --name "$app" \
+    start_bg "$app" "$LOAD_CORE" "$STATE/$app.log" "$APPNODE_BIN" --listen "127.0.0.1:$port" --name "$app" \
         --primary "$DB_WRITER" --replica "$DB_READER" --threads "$APP_THREADS"
 done
 wait_listening app1 "$APP1_PORT" "${LOG_OF[app1]}"
@@ -387,9 +399,9 @@ start_balancer() { # name
     case "$1" in
         corelb)
             write_corelb_cfg > "$STATE/corelb.toml"
-            "$BIN/corelb" check -c "$STATE/corelb.toml" > "$STATE/corelb-check.log" 2>&1 ||
+            "$CORELB_BIN" check -c "$STATE/corelb.toml" > "$STATE/corelb-check.log" 2>&1 ||
                 die "corelb rejected $STATE/corelb.toml: $(cat "$STATE/corelb-check.log")"
-            start_bg corelb "$LB_CORE" "$STATE/corelb.log" "$BIN/corelb" run -c "$STATE/corelb.toml" --workers 1
+            start_bg corelb "$LB_CORE" "$STATE/corelb.log" "$CORELB_BIN" run -c "$STATE/corelb.toml" --workers 1
             ;;
         haproxy)
             write_haproxy_cfg > "$STATE/haproxy.cfg"
@@ -437,7 +449,7 @@ log "app nodes and balancer(s) healthy"
 # started or uses: balancers, app nodes, the DB-tier corelb, mariadbd, loadgen and our own tools).
 SUMMARY="$STATE/summary.tsv"
 # Columns: balancer run round attempt req/s p50 p99 p99.9 p99-uncorr errors X-Served-By cpu_us/req
-#          note foreign_pct steal_pct rate(0 = closed) report-prefix
+#          note foreign_pct steal_pct rate(0 = closed) report-prefix app-nodes-cpu_us/req
 : > "$SUMMARY"
 
 own_ticks() { # -> utime+stime of every long-running process of the stack
@@ -447,10 +459,20 @@ own_ticks() { # -> utime+stime of every long-running process of the stack
     cpu_ticks "${pids[@]}"
 }
 
+# us_per_req ticks json -> CPU µs per measured response. The ticks run from the end of the warm-up
+# (as this script sleeps it; loadgen's own start adds milliseconds) to loadgen's exit, so they also
+# cover responses that arrived after the nominal window (an open loop that fell behind its schedule),
+# and the idle tail after the last response costs no CPU.
+us_per_req() {
+    jq -r --arg t "$1" --arg hz "$CLK_TCK" \
+        'if .responses > 0 then (($t | tonumber) * 1e6 / ($hz | tonumber) / .responses * 100 | round / 100)
+         else "nan" end' "$2"
+}
+
 one_run() { # balancer label rate(0 = closed) round attempt -> appends a summary row
-    local b=$1 label=$2 rate=$3 round=$4 attempt=$5 port prefix json c0 c1 t0 t1 rc=0 lpid cpu_us
-    local o0 o1
-    local -a args pids
+    local b=$1 label=$2 rate=$3 round=$4 attempt=$5 port prefix json c0 c1 rc=0 lpid cpu_us
+    local o0 o1 a0 a1 app_us
+    local -a args pids apids
     port=$(balancer_port "$b")
     # Per run files: <balancer>-<run>-r<round>, and -a<attempt> for a redo.
     prefix="$RESULTS_DIR/$b-$label-r$round"
@@ -465,38 +487,44 @@ one_run() { # balancer label rate(0 = closed) round attempt -> appends a summary
     fi
     wait_quiet
     mapfile -t pids < <(pids_of "$b")
+    # The app tier must not be the bottleneck: its CPU per request is in the report too.
+    mapfile -t apids < <(pids_of app1 && pids_of app2)
     o0=$(own_ticks)
     noise_begin "$LOAD_CORE"
     timeout "$((WARMUP + DURATION + LOADGEN_SLACK_S))" taskset -c "$LOAD_CORE" \
-        "$BIN/loadgen" "${args[@]}" < /dev/null > "$prefix.txt" 2>&1 &
+        "$LOADGEN_BIN" "${args[@]}" < /dev/null > "$prefix.txt" 2>&1 &
     lpid=$!
     LOADGEN_PID=$lpid
     sleep "$WARMUP"
     c0=$(cpu_ticks "${pids[@]}")
-    t0=$EPOCHREALTIME
+    a0=$(cpu_ticks "${apids[@]}")
     wait "$lpid" || rc=$?
     LOADGEN_PID=""
-    t1=$EPOCHREALTIME
     c1=$(cpu_ticks "${pids[@]}")
+    a1=$(cpu_ticks "${apids[@]}")
     noise_end "$LOAD_CORE"
     o1=$(own_ticks)
     ((rc == 0)) || die "loadgen failed for $b $label (exit $rc): $(tail -n 5 "$prefix.txt")"
     alive "${PID_OF[$b]}" || die "$b died during the run; log: $(tail -n 5 "${LOG_OF[$b]}")"
     [[ -s $json ]] || die "loadgen wrote no JSON for $b $label: $(tail -n 5 "$prefix.txt")"
     noise_pcts $((o1 - o0))
-    # CPU rate over the window divided by the request rate: the window boundaries of loadgen and of
-    # this sampling differ by the process start-up (milliseconds), not by requests.
-    cpu_us=$(jq -r --arg t "$((c1 - c0))" --arg hz "$CLK_TCK" --arg a "$t0" --arg z "$t1" \
-        '(($t | tonumber) * 1e6 / ($hz | tonumber) / (($z | tonumber) - ($a | tonumber))) as $cpu_per_s
-         | if .throughput_rps > 0 then ($cpu_per_s / .throughput_rps * 100 | round / 100) else "nan" end' "$json")
+    cpu_us=$(us_per_req $((c1 - c0)) "$json")
+    app_us=$(us_per_req $((a1 - a0)) "$json")
     jq -r --arg b "$b" --arg l "$label" --arg r "$round" --arg at "$attempt" --arg cpu "$cpu_us" \
-        --arg f "$NOISE_FOREIGN_PCT" --arg st "$NOISE_STEAL_PCT" --arg rate "$rate" --arg pre "${prefix##*/}" '
-        [$b, $l, $r, $at, (.throughput_rps | . * 10 | round / 10),
+        --arg f "$NOISE_FOREIGN_PCT" --arg st "$NOISE_STEAL_PCT" --arg rate "$rate" --arg pre "${prefix##*/}" --arg app "$app_us" '
+        # Open loop: the rate really offered (first to last actual send), which is below the target
+        # when the stack could not keep up and requests queued in the generator; then a note says so.
+        (if .mode == "open" and .achieved_send_rps != null then .achieved_send_rps else .throughput_rps end) as $rps
+        | [$b, $l, $r, $at, ($rps | . * 10 | round / 10),
          .latency_corrected.p50_ms, .latency_corrected.p99_ms, .latency_corrected.p999_ms,
          .latency_uncorrected.p99_ms, .errors_total,
          ([.backends | to_entries[] | "\(.key)=\(.value)"] | join(" ")), $cpu,
-         (if .cpu.saturated then "generator-saturated" else "" end), $f, $st, $rate, $pre] | @tsv' "$json" >> "$SUMMARY"
-    log "$b $label round $round.$attempt: $(tail -n 1 "$SUMMARY" | cut -f5) req/s, $cpu_us us/req balancer CPU, foreign ${NOISE_FOREIGN_PCT}%, steal ${NOISE_STEAL_PCT}% (report: $prefix.txt)"
+         ([(if .cpu.saturated then "generator-saturated" else empty end),
+           (if .mode == "open" and $rps < 0.99 * .target_rate
+            then "behind schedule (\(.late_sends) of \(.sent) sends late, max \(.max_send_lag_ms | round) ms)"
+            else empty end)] | join("; ")),
+         $f, $st, $rate, $pre, $app] | @tsv' "$json" >> "$SUMMARY"
+    log "$b $label round $round.$attempt: $(tail -n 1 "$SUMMARY" | cut -f5) req/s, $cpu_us us/req balancer CPU, $app_us us/req app nodes, foreign ${NOISE_FOREIGN_PCT}%, steal ${NOISE_STEAL_PCT}% (report: $prefix.txt)"
 }
 
 # A noisy run (other tenants plus steal above NOISE_PCT of a core) is redone up to MAX_REDO times
@@ -574,7 +602,11 @@ fmt_mmm() {
         "$ROUNDS round(s), balancers interleaved (${BALANCERS[*]}), closed-loop runs first, then the open-loop runs;" \
         "figures are medians over the rounds, (min-max) beside." \
         "Latencies in ms; corrected = from the intended send time; in the closed loop there is no schedule" \
-        "and both columns are the response time. Balancer CPU = utime+stime of all its processes over the window / requests." \
+        "and both columns are the response time. req/s: responses per second in the closed loop; in the open loop the" \
+        "achieved send rate (first to last actual send), below the target when the stack fell behind and requests" \
+        "queued in loadgen (then noted: the corrected latencies include that queueing)." \
+        "Balancer CPU = utime+stime of all its processes from the end of the warm-up to loadgen's exit / measured responses;" \
+        "app nodes CPU the same for both app nodes together (the app tier shares the load core with loadgen and MariaDB)." \
         "Foreign % = CPU used on the machine by processes other than the stack's and loadgen, in % of one core, over the" \
         "whole loadgen run; steal % = hypervisor steal, same unit (max over the kept runs; runs with foreign+steal above" \
         "${NOISE_PCT}% were redone up to ${MAX_REDO}x, the quieter kept)."
@@ -585,8 +617,8 @@ fmt_mmm() {
         echo "Pinning: none ($NCPU CPU)."
     fi
     echo
-    echo "| balancer | run | req/s | p50 corr | p99 corr | p99.9 corr | p99 uncorr | errors | X-Served-By | balancer CPU us/req | foreign % (max) | steal % (max) | note |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    echo "| balancer | run | req/s | p50 corr | p99 corr | p99.9 corr | p99 uncorr | errors | X-Served-By | balancer CPU us/req | app nodes CPU us/req | foreign % (max) | steal % (max) | note |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     for b in "${BALANCERS[@]}"; do
         for label in closed $(printf 'open%s ' "${LOADS[@]}"); do
             read -r p50 _ _ <<< "$(stats "$b" "$label" 6)"
@@ -605,9 +637,10 @@ fmt_mmm() {
                     for (i = 1; i <= k; i++) s = s (i > 1 ? " " : "") o[i] "=" c[o[i]]
                     printf "%d|%s|%s\n", e, s, note
                 }' "$KEPT")"
-            printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$b" "$label" \
+            printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$b" "$label" \
                 "$(fmt_mmm "$(stats "$b" "$label" 5)")" "$p50" "$(fmt_mmm "$(stats "$b" "$label" 7)")" "$p999" "$p99u" \
-                "$errs" "$served" "$(fmt_mmm "$(stats "$b" "$label" 12)")" "$fmax" "$smax" "$note"
+                "$errs" "$served" "$(fmt_mmm "$(stats "$b" "$label" 12)")" "$(fmt_mmm "$(stats "$b" "$label" 18)")" \
+                "$fmax" "$smax" "$note"
         done
     done
     if ((${#BALANCERS[@]} > 1)); then
@@ -636,13 +669,13 @@ fmt_mmm() {
         echo
         echo "Every run, in the order run (open-loop rate in req/s; a redone run's noisier attempt marked \"not kept\"):"
         echo
-        echo "| balancer | run | round | rate | req/s | p50 corr | p99 corr | p99.9 corr | p99 uncorr | errors | X-Served-By | balancer CPU us/req | foreign % | steal % | note |"
-        echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        echo "| balancer | run | round | rate | req/s | p50 corr | p99 corr | p99.9 corr | p99 uncorr | errors | X-Served-By | balancer CPU us/req | app nodes CPU us/req | foreign % | steal % | note |"
+        echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         awk -F'\t' 'NR == FNR { kept[$17] = 1; next } {
             note = $13
             if (!($17 in kept)) note = note (note == "" ? "" : "; ") "not kept"
-            printf "| %s | %s | %s.%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-                $1, $2, $3, $4, ($16 > 0) ? $16 : "-", $5, $6, $7, $8, $9, $10, $11, $12, $14, $15, note
+            printf "| %s | %s | %s.%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+                $1, $2, $3, $4, ($16 > 0) ? $16 : "-", $5, $6, $7, $8, $9, $10, $11, $12, $18, $14, $15, note
         }' "$KEPT" "$SUMMARY"
     fi
     noisy=$(awk -F'\t' -v n="$NOISE_PCT" '$14 + $15 > n { c++ } END { print c + 0 }' "$KEPT")

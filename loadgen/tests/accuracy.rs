@@ -43,6 +43,12 @@ fn open_loop_fixed_delay_matches_truth_and_rate() {
             "throughput {}",
             r.throughput_rps
         );
+        // The rate really offered: between the first and the last actual send (a generator that
+        // fell behind and caught up would still have sent every request).
+        let achieved = r.achieved_send_rps.unwrap_or(0.0);
+        check((achieved / 200.0 - 1.0).abs() <= 0.01, || {
+            format!("achieved send rate {achieved}")
+        })?;
         let mut applied = srv.applied_us.lock().unwrap().clone();
         let truth_p99 = common::quantile(&mut applied, 0.99) as f64 / 1000.0;
         let truth_p50 = common::quantile(&mut applied, 0.5) as f64 / 1000.0;
@@ -122,6 +128,19 @@ fn open_loop_rate_is_held_across_threads() {
         (r.throughput_rps / 3000.0 - 1.0).abs() <= 0.01,
         "throughput {}",
         r.throughput_rps
+    );
+    // The counts above hold even for a generator that fell seconds behind and caught up; the send
+    // times do not.
+    let achieved = r.achieved_send_rps.unwrap_or(0.0);
+    assert!(
+        (achieved / 3000.0 - 1.0).abs() <= 0.01,
+        "achieved send rate {achieved} (first to last actual send)"
+    );
+    assert!(
+        r.late_sends as f64 <= 0.02 * r.sent as f64,
+        "{} late sends of {}",
+        r.late_sends,
+        r.sent
     );
 }
 

@@ -4,6 +4,10 @@
 mod common;
 
 use std::collections::HashMap;
+use std::net::TcpListener;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::{config, kind, serial, Model, TestServer};
@@ -127,6 +131,79 @@ fn timeouts_parse_errors_and_refused_connections() {
     let out = loadgen::run(&cfg, |_| {}).unwrap();
     let (r, _) = Report::new("t", &out);
     assert_eq!(r.errors["connect"], 5);
+}
+
+/// setsockopt(2) on `fd` with the option value `v`.
+fn setsockopt<T>(fd: i32, level: i32, name: i32, v: &T) {
+    // SAFETY: `v` is a live value of the size passed, which the kernel only reads; `fd` is an open
+    // socket of the caller.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (v as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "setsockopt {level}/{name}: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// A server that never reads and resets every connection it accepts. Each write is 32 pipelined
+/// requests of almost 1 MiB: more than the client's send buffer (at most net.ipv4.tcp_wmem's 4 MiB)
+/// and the server's small receive buffer hold, so no write can finish before the reset, whenever it
+/// arrives: every request fails as a write error (not read, not timeout).
+#[test]
+fn a_reset_during_a_send_is_a_write_error() {
+    let _g = serial();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    // Inherited by the accepted sockets; a set size also turns receive-buffer autotuning off.
+    setsockopt(
+        l.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_RCVBUF,
+        &(16 * 1024i32),
+    );
+    let addr = l.local_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let server = std::thread::spawn(move || {
+        for c in l.incoming() {
+            if stop2.load(Ordering::SeqCst) {
+                break;
+            }
+            let Ok(c) = c else { continue };
+            // SO_LINGER 0: close(2) sends a reset instead of a FIN.
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            setsockopt(c.as_raw_fd(), libc::SOL_SOCKET, libc::SO_LINGER, &linger);
+            drop(c);
+        }
+    });
+    let mut cfg = config(&format!("http://{addr}/"));
+    let mut big = kind("big", 1, "/upload");
+    big.method = "POST".into();
+    big.body = "x".repeat(loadgen::scenario::MAX_REQUEST_BYTES - 1024);
+    cfg.kinds = vec![big];
+    cfg.connections = 1;
+    cfg.pipeline = 32;
+    cfg.count = Some(64);
+    let out = loadgen::run(&cfg, |_| {}).unwrap();
+    let (r, _) = Report::new("t", &out);
+    stop.store(true, Ordering::SeqCst);
+    let _ = std::net::TcpStream::connect(addr);
+    server.join().unwrap();
+    eprintln!("{}", r.text());
+    assert_eq!(r.responses, 0);
+    assert_eq!(r.errors_total, 64, "{:?}", r.errors);
+    assert_eq!(r.errors["write"], 64, "{:?}", r.errors);
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! The whole benchmark stack through corelb, for real: a private MariaDB pair (loadgen/stack/mariadb.sh,
-//! its own state directory and free ports), two `appnode`s, corelb in front of them (round robin, one
-//! worker), and `loadgen run` with the standard 90/10 read/write scenario for 3 s. From loadgen's JSON:
-//! no errors, both app nodes served and split evenly, and every row the run wrote is visible on the
-//! replica. Then everything is stopped by PID, the pair brought down, and no process of it remains.
+//! its own state directory and free ports), two `appnode`s, corelb in front of them
+//! (configs/stack.toml, the benchmark's own configuration, one worker), and `loadgen run` with the
+//! standard 90/10 read/write scenario for 3 s. From loadgen's JSON: no errors, both app nodes served
+//! and split evenly, and every row the run wrote is visible on the replica. Then everything is
+//! stopped by PID, the pair brought down, and no process of it remains.
 //!
 //! Uses the debug binaries: loadgen and appnode from this crate, corelb from the workspace's target
 //! directory (when it is missing, built here with `cargo build -p corelb --bin corelb` into a
@@ -12,21 +13,18 @@
 
 mod stack_common;
 use stack_common::{
-    free_port, mariadbd_installed, processes_mentioning, run_bounded, INSTALL_CMD, SCRIPT,
-    SCRIPT_INNER_TIMEOUT_SECS, SCRIPT_TIMEOUT,
+    corelb_binary, free_port, mariadbd_installed, processes_mentioning, run_bounded,
+    stack_corelb_config, INSTALL_CMD, SCRIPT, SCRIPT_INNER_TIMEOUT_SECS, SCRIPT_TIMEOUT,
 };
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 const APPNODE: &str = env!("CARGO_BIN_EXE_appnode");
 const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
-/// Bound on building corelb when its debug binary is missing (a cold debug build on 2 busy cores).
-const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
 /// Bound on an app node printing its address, and on corelb printing `ready`.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(15);
 /// The measured run; loadgen itself is bounded by a deadline well above it (start-up, drain, report).
@@ -59,51 +57,6 @@ path = "/items"
 headers = { Content-Type = "application/json" }
 body = '{"name":"through-corelb"}'
 "#;
-
-/// Where a missing corelb is built, under the workspace's target directory. Not the target directory
-/// itself: `cargo test` holds that directory's lock while the tests run, so a nested `cargo build`
-/// there would wait for the lock until BUILD_TIMEOUT (rust-lang/rust#35816).
-const NESTED_TARGET: &str = "stack-test-corelb";
-
-/// The debug corelb binary of this workspace: `<target>/debug/corelb`, where this test binary is
-/// `<target>/debug/deps/<name>-<hash>` (so a custom CARGO_TARGET_DIR is followed too). When it is
-/// missing, corelb is built (once; later runs are incremental no-ops) into `<target>/NESTED_TARGET`.
-fn corelb_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let debug_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap_or_else(|| panic!("unexpected test binary path {}", exe.display()));
-    let bin = debug_dir.join("corelb");
-    if bin.is_file() {
-        return bin;
-    }
-    let target_dir = debug_dir
-        .parent()
-        .expect("the target directory above debug/")
-        .join(NESTED_TARGET);
-    eprintln!(
-        "{} is missing (run `cargo build -p corelb` first to skip this): building it now with \
-         `cargo build -p corelb --bin corelb` into {}",
-        bin.display(),
-        target_dir.display()
-    );
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = run_bounded(
-        Command::new(cargo)
-            .args(["build", "-p", "corelb", "--bin", "corelb"])
-            .env("CARGO_TARGET_DIR", &target_dir)
-            .current_dir(WORKSPACE),
-        BUILD_TIMEOUT,
-    );
-    let built = target_dir.join("debug").join("corelb");
-    assert!(
-        out.status.success() && built.is_file(),
-        "building corelb failed; run `cargo build -p corelb` yourself:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    built
-}
 
 /// Everything this test started; whatever happens, Drop stops it by PID and purges the pair.
 struct Stack {
@@ -203,16 +156,11 @@ impl Stack {
         })
     }
 
-    /// Starts corelb in front of the two nodes and returns the frontend's address, read from its
-    /// `corelb: listening frontend=fe addr=...` line, once it printed `corelb: ready`.
+    /// Starts corelb with the stack's own configuration (configs/stack.toml, which the benchmark
+    /// runs) in front of the two nodes, and returns the frontend's address, read from its
+    /// `corelb: listening frontend=bench addr=...` line, once it printed `corelb: ready`.
     fn start_corelb(&mut self, app1: &str, app2: &str) -> String {
-        let toml = format!(
-            "[global]\ngrace = \"1s\"\n\n\
-             [[frontend]]\nname = \"fe\"\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"app\"\n\n\
-             [[backend]]\nname = \"app\"\n\
-             [[backend.server]]\nname = \"app1\"\naddress = \"{app1}\"\n\
-             [[backend.server]]\nname = \"app2\"\naddress = \"{app2}\"\n"
-        );
+        let toml = stack_corelb_config("127.0.0.1:0", app1, app2);
         std::fs::write(&self.config, toml).expect("write corelb config");
         let mut cmd = Command::new(corelb_binary());
         cmd.arg("run")
@@ -223,7 +171,7 @@ impl Stack {
         self.spawn_and_wait("corelb", &mut cmd, false, move |line| {
             if let Some(rest) = line.trim_end().strip_prefix("corelb: listening ") {
                 let kv: Vec<&str> = rest.split_whitespace().collect();
-                if kv.contains(&"frontend=fe") {
+                if kv.contains(&"frontend=bench") {
                     addr = kv
                         .iter()
                         .find_map(|k| k.strip_prefix("addr="))
@@ -236,7 +184,7 @@ impl Stack {
                 None
             }
         })
-        .expect("corelb printed no listening line for frontend fe before ready")
+        .expect("corelb printed no listening line for frontend bench before ready")
     }
 
     /// SIGTERM to each child (by its PID), then SIGKILL for any still running after EXIT_TIMEOUT.
