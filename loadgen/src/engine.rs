@@ -249,9 +249,9 @@ impl Ctx {
         if let Some(k) = r.kinds.get_mut(f.kind) {
             k.sent += 1;
         }
-        let at = as_us(f.sent.saturating_duration_since(self.measure_start));
-        r.first_sent_us = r.first_sent_us.min(at);
-        r.last_sent_us = r.last_sent_us.max(at);
+        let since = |t: Instant| as_us(t.saturating_duration_since(self.measure_start));
+        r.first_intended_us = r.first_intended_us.min(since(f.intended));
+        r.last_sent_us = r.last_sent_us.max(since(f.sent));
         if self.open.is_some() {
             let lag = f.sent.saturating_duration_since(f.intended);
             if lag > LATE_THRESHOLD {

@@ -85,8 +85,8 @@ pub struct Report {
     pub sent: u64,
     pub throughput_rps: f64,
     pub sent_rate_rps: f64,
-    /// Sends per second between the first and the last actual send (null: fewer than two): in the
-    /// open loop, the rate really offered, below the target when the generator fell behind.
+    /// Sends per second from the first intended to the last actual send (null: fewer than two): in
+    /// the open loop, the rate really offered, below the target when the generator fell behind.
     pub achieved_send_rps: Option<f64>,
     pub errors_total: u64,
     pub errors: BTreeMap<&'static str, u64>,
@@ -228,7 +228,7 @@ impl Report {
             let pct = 100.0 * self.late_sends as f64 / (self.sent.max(1)) as f64;
             let _ = writeln!(
                 s,
-                "  schedule     achieved {} req/s (first to last actual send); {} late sends (> {} ms behind schedule, {pct:.2} %), max lag {:.3} ms, {} never sent",
+                "  schedule     achieved {} req/s (first intended to last actual send); {} late sends (> {} ms behind schedule, {pct:.2} %), max lag {:.3} ms, {} never sent",
                 self.achieved_send_rps
                     .map_or_else(|| "-".to_string(), |r| format!("{r:.1}")),
                 self.late_sends, self.late_threshold_ms, self.max_send_lag_ms, self.unsent

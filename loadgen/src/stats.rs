@@ -190,9 +190,11 @@ pub struct ThreadResult {
     pub connects: u64,
     /// When the last measured response arrived, µs after the measurement start.
     pub last_done_us: u64,
-    /// The first and the last measured send, µs after the measurement start (first > last: none).
-    /// The achieved rate is taken between them, from when requests really left.
-    pub first_sent_us: u64,
+    /// The earliest intended send time and the last actual send of the measured requests, µs after
+    /// the measurement start (first > last: none). The achieved rate is taken between them: from the
+    /// schedule's start, so that a run that began behind and caught up does not look faster than
+    /// its schedule, to when the last request really left.
+    pub first_intended_us: u64,
     pub last_sent_us: u64,
 }
 
@@ -206,7 +208,7 @@ impl ThreadResult {
             unsent: 0,
             connects: 0,
             last_done_us: 0,
-            first_sent_us: u64::MAX,
+            first_intended_us: u64::MAX,
             last_sent_us: 0,
         }
     }
@@ -221,16 +223,16 @@ impl ThreadResult {
         self.unsent += o.unsent;
         self.connects += o.connects;
         self.last_done_us = self.last_done_us.max(o.last_done_us);
-        self.first_sent_us = self.first_sent_us.min(o.first_sent_us);
+        self.first_intended_us = self.first_intended_us.min(o.first_intended_us);
         self.last_sent_us = self.last_sent_us.max(o.last_sent_us);
     }
 
-    /// Measured sends per second between the first and the last actual send: below the target rate
-    /// when the generator fell behind its schedule, however many requests it sent in the end.
-    /// None: fewer than two sends.
+    /// Measured sends per second from the first intended send to the last actual send: below the
+    /// target rate when the generator fell behind its schedule, however many requests it sent in
+    /// the end. None: fewer than two sends.
     pub fn achieved_send_rate(&self) -> Option<f64> {
         let sent: u64 = self.kinds.iter().map(|k| k.sent).sum();
-        let span_us = self.last_sent_us.checked_sub(self.first_sent_us)?;
+        let span_us = self.last_sent_us.checked_sub(self.first_intended_us)?;
         if sent < 2 || span_us == 0 {
             return None;
         }
@@ -247,13 +249,13 @@ mod tests {
         let thread = |sent: u64, first: u64, last: u64| {
             let mut t = ThreadResult::new(1);
             t.kinds[0].sent = sent;
-            t.first_sent_us = first;
+            t.first_intended_us = first;
             t.last_sent_us = last;
             t
         };
         let mut all = ThreadResult::new(1);
         assert_eq!(all.achieved_send_rate(), None, "no sends");
-        // Two threads of 1000 req/s each over 1 s, interleaved: 2000 sends in 0.9995 s.
+        // Two threads of 1000 req/s each over 1 s, interleaved, on time: 2000 sends in 0.9995 s.
         all.merge(&thread(1000, 500, 999_500));
         all.merge(&thread(1000, 0, 999_000));
         let r = all.achieved_send_rate().unwrap();

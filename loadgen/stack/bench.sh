@@ -512,7 +512,7 @@ one_run() { # balancer label rate(0 = closed) round attempt -> appends a summary
     app_us=$(us_per_req $((a1 - a0)) "$json")
     jq -r --arg b "$b" --arg l "$label" --arg r "$round" --arg at "$attempt" --arg cpu "$cpu_us" \
         --arg f "$NOISE_FOREIGN_PCT" --arg st "$NOISE_STEAL_PCT" --arg rate "$rate" --arg pre "${prefix##*/}" --arg app "$app_us" '
-        # Open loop: the rate really offered (first to last actual send), which is below the target
+        # Open loop: the rate really offered (first intended to last actual send), below the target
         # when the stack could not keep up and requests queued in the generator; then a note says so.
         (if .mode == "open" and .achieved_send_rps != null then .achieved_send_rps else .throughput_rps end) as $rps
         | [$b, $l, $r, $at, ($rps | . * 10 | round / 10),
@@ -603,7 +603,7 @@ fmt_mmm() {
         "figures are medians over the rounds, (min-max) beside." \
         "Latencies in ms; corrected = from the intended send time; in the closed loop there is no schedule" \
         "and both columns are the response time. req/s: responses per second in the closed loop; in the open loop the" \
-        "achieved send rate (first to last actual send), below the target when the stack fell behind and requests" \
+        "achieved send rate (first intended to last actual send), below the target when the stack fell behind and requests" \
         "queued in loadgen (then noted: the corrected latencies include that queueing)." \
         "Balancer CPU = utime+stime of all its processes from the end of the warm-up to loadgen's exit / measured responses;" \
         "app nodes CPU the same for both app nodes together (the app tier shares the load core with loadgen and MariaDB)." \

@@ -134,7 +134,7 @@ fn open_loop_rate_is_held_across_threads() {
     let achieved = r.achieved_send_rps.unwrap_or(0.0);
     assert!(
         (achieved / 3000.0 - 1.0).abs() <= 0.01,
-        "achieved send rate {achieved} (first to last actual send)"
+        "achieved send rate {achieved} (first intended to last actual send)"
     );
     assert!(
         r.late_sends as f64 <= 0.02 * r.sent as f64,
