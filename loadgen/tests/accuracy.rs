@@ -168,8 +168,9 @@ fn timer_precision_is_well_under_a_millisecond() {
     let p99 = late[late.len() * 99 / 100];
     let max = late[late.len() - 1];
     eprintln!("timer overshoot: p50 {p50:?}, p90 {p90:?}, p99 {p99:?}, max {max:?}");
-    // glommio wakes ~100 µs late (its sleep path: a latency-ring timeout linked into the main ring);
-    // the tail depends on the machine's load (2 shared cores here), so only the bulk is asserted.
+    // glommio wakes 0.1-0.17 ms late at the median (its sleep path: a latency-ring timeout linked
+    // into the main ring); the tail depends on the machine's load (2 shared cores here: p90 0.2-0.5
+    // ms, p99 up to 7 ms on an otherwise idle VM), so only the bulk is asserted.
     // Late sends are counted and corrected for by the generator in any case.
     assert!(p50 < Duration::from_micros(250), "p50 overshoot {p50:?}");
     assert!(p90 < Duration::from_millis(1), "p90 overshoot {p90:?}");
