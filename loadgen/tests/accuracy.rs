@@ -10,6 +10,13 @@ use std::time::{Duration, Instant};
 use common::{attempts, check, close, config, serial, Model, TestServer};
 use loadgen::report::Report;
 
+/// Share of sends allowed to leave more than 1 ms late when the server keeps up. The generator's
+/// pacing itself is well under that (timer_precision_is_well_under_a_millisecond), but these VMs
+/// delay a few % of all wake-ups by 1-15 ms (seen in CI: 2.7-7.8 % of 600 sends at 200 req/s). A
+/// generator that falls behind its schedule fails the achieved-rate checks, and its late sends would
+/// be all of them, not a few %.
+const MAX_LATE_SHARE: f64 = 0.10;
+
 /// Fixed-delay server (100 ms): the corrected p50 is the delay within 5 %, and the corrected p99 is
 /// within 5 % of the p99 of what the server actually applied (its own clock, request read to response
 /// written). The p99 truth comes from the server because this machine is 2 shared cores: the OS wakes
@@ -56,9 +63,10 @@ fn open_loop_fixed_delay_matches_truth_and_rate() {
         close("corrected p50", r.latency_corrected.p50_ms, 100.0, 0.05)?;
         close("uncorrected p50", r.latency_uncorrected.p50_ms, 100.0, 0.05)?;
         close("corrected p99", r.latency_corrected.p99_ms, truth_p99, 0.05)?;
-        check(r.late_sends as f64 <= 0.01 * r.sent as f64, || {
-            format!("{} late sends of {}", r.late_sends, r.sent)
-        })
+        check(
+            r.late_sends as f64 <= MAX_LATE_SHARE * r.sent as f64,
+            || format!("{} late sends of {}", r.late_sends, r.sent),
+        )
     });
 }
 
@@ -137,7 +145,7 @@ fn open_loop_rate_is_held_across_threads() {
         "achieved send rate {achieved} (first intended to last actual send)"
     );
     assert!(
-        r.late_sends as f64 <= 0.02 * r.sent as f64,
+        r.late_sends as f64 <= MAX_LATE_SHARE * r.sent as f64,
         "{} late sends of {}",
         r.late_sends,
         r.sent
