@@ -8,7 +8,7 @@
 
 mod stack_common;
 use stack_common::{
-    free_port, mariadbd_installed, processes_mentioning, run_bounded, INSTALL_CMD, SCRIPT,
+    free_port, in_ci, mariadbd_installed, processes_mentioning, run_bounded, INSTALL_CMD, SCRIPT,
     SCRIPT_INNER_TIMEOUT_SECS, SCRIPT_TIMEOUT,
 };
 use std::io::{BufRead, BufReader, Read, Write};
@@ -210,7 +210,7 @@ fn poll<T>(what: &str, deadline: Duration, mut probe: impl FnMut() -> Option<T>)
 #[test]
 fn stack_mariadb_pair_and_app_nodes() {
     if !mariadbd_installed() {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
+        if in_ci() {
             panic!(
                 "mariadbd is not installed, and CI must run this test. Install it: {INSTALL_CMD}"
             );

@@ -13,7 +13,7 @@
 
 mod stack_common;
 use stack_common::{
-    corelb_binary, free_port, mariadbd_installed, processes_mentioning, run_bounded,
+    corelb_binary, free_port, in_ci, mariadbd_installed, processes_mentioning, run_bounded,
     stack_corelb_config, INSTALL_CMD, SCRIPT, SCRIPT_INNER_TIMEOUT_SECS, SCRIPT_TIMEOUT,
 };
 use std::io::{BufRead, BufReader};
@@ -256,7 +256,7 @@ fn u64_at(v: &serde_json::Value, what: &str) -> u64 {
 #[test]
 fn stack_under_load_through_corelb() {
     if !mariadbd_installed() {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
+        if in_ci() {
             panic!(
                 "mariadbd is not installed, and CI must run this test. Install it: {INSTALL_CMD}"
             );
