@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use std::cell::RefCell;
 
-use futures_lite::AsyncReadExt;
-use glommio::net::TcpStream;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
 use crate::http::HeaderField;
 use crate::limits::{
-    BODY_BUF, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS, MAX_SPARE_EXCHANGES, MAX_SPARE_TCP_BUFS,
-    TCP_BUF,
+    BODY_BUF, LOG_REQUEST_LINE_MAX, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS, MAX_SPARE_EXCHANGES,
+    MAX_SPARE_TCP_BUFS, TCP_BUF,
 };
+use crate::stream::Stream;
 
 pub struct Buf {
     data: Box<[u8]>,
@@ -88,13 +88,12 @@ impl Buf {
 
     /// One read from `stream` into the free space, failing with TimedOut after `timeout` of silence.
     /// Ok(0) is EOF. The buffer must not be full.
-    pub async fn read_from(
+    pub async fn read_from<S: Stream>(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut S,
         timeout: Duration,
     ) -> io::Result<usize> {
-        // glommio rejects a zero timeout; a deadline already passed is treated as 1 ms left.
-        stream.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+        stream.set_read_timeout(timeout)?;
         let spare = self.spare();
         if spare.is_empty() {
             return Err(io::Error::other("read buffer full"));
@@ -106,14 +105,21 @@ impl Buf {
 }
 
 /// Writes all of `bytes`, failing with TimedOut after `timeout` without progress.
-pub async fn write_all(stream: &mut TcpStream, bytes: &[u8], timeout: Duration) -> io::Result<()> {
-    use futures_lite::AsyncWriteExt;
-    stream.set_write_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+pub async fn write_all<S: Stream>(
+    stream: &mut S,
+    bytes: &[u8],
+    timeout: Duration,
+) -> io::Result<()> {
+    stream.set_write_timeout(timeout)?;
     stream.write_all(bytes).await
 }
 
 /// Writes and clears `out`.
-pub async fn flush(stream: &mut TcpStream, out: &mut Vec<u8>, timeout: Duration) -> io::Result<()> {
+pub async fn flush<S: Stream>(
+    stream: &mut S,
+    out: &mut Vec<u8>,
+    timeout: Duration,
+) -> io::Result<()> {
     if !out.is_empty() {
         write_all(stream, out, timeout).await?;
         out.clear();
@@ -128,6 +134,8 @@ pub struct Exchange {
     /// Bytes being written: a serialized head, then body bytes (bounded by its initial capacity).
     pub out: Vec<u8>,
     pub resp_fields: Vec<HeaderField>,
+    /// The request line as received, truncated to `LOG_REQUEST_LINE_MAX`, for the exchange's record.
+    pub request_line: Vec<u8>,
 }
 
 impl Exchange {
@@ -139,6 +147,7 @@ impl Exchange {
             // same write as their head.
             out: Vec::with_capacity(head_max.max(MAX_RESPONSE_HEAD) + ADDED_HEAD_BYTES + BODY_BUF),
             resp_fields: Vec::with_capacity(MAX_RESPONSE_HEADERS),
+            request_line: Vec::with_capacity(LOG_REQUEST_LINE_MAX),
         }
     }
 }
@@ -172,6 +181,7 @@ impl ExchangePool {
             x.bbuf.clear();
             x.out.clear();
             x.resp_fields.clear();
+            x.request_line.clear();
             spare.push(x);
         }
     }

@@ -1,8 +1,10 @@
 //! corelb: a thread-per-core io_uring HTTP/1.1 load balancer.
 //!
-//! Module layout follows the data flow: accept (`server`) -> parse (`http`) -> route, select a server
-//! (`balance`) -> pool (`pool`) -> forward and respond (`proxy`). Leaves (`limits`, `error`, `config`,
-//! `http`) depend on nothing above them; per-core state lives in `worker`.
+//! Module layout follows the data flow: accept (`server`) -> parse (`http`) -> the exchange's phases
+//! (`proxy`: route, pick and connect, send, respond) -> upstream state per core (`upstream`: balancers
+//! from `balance`, the connection pool, failover) -> the exchange's record (`record`). Client streams are
+//! abstracted by `stream`. Leaves (`limits`, `error`, `config`, `http`, `record`) depend on nothing
+//! above them; per-core wiring lives in `worker`. See docs/ARCHITECTURE.md.
 
 pub mod balance;
 pub mod buf;
@@ -12,8 +14,10 @@ pub mod health;
 pub mod http;
 pub mod limits;
 pub mod log;
-pub mod pool;
 pub mod proxy;
 pub mod proxy_protocol;
+pub mod record;
 pub mod server;
+pub mod stream;
+pub mod upstream;
 pub mod worker;

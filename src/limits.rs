@@ -73,6 +73,8 @@ pub const MAX_TRUSTED_PROXIES: usize = 64;
 /// After a local error answer, how much of the client's unread request body we drain before closing,
 /// so the client sees our response instead of a reset (RFC 9112 §9.6 lingering close).
 pub const LINGER_DRAIN_BYTES: usize = 64 * 1024;
+/// How long a closing connection lingers to drain the client's unread bytes after an error answer.
+pub const LINGER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// When accept() fails with EMFILE/ENFILE/ENOBUFS, wait this long before trying again: existing
 /// connections keep being served and the accept loop never spins.
@@ -80,3 +82,8 @@ pub const ACCEPT_BACKOFF_MS: u64 = 100;
 
 /// Error log lines of one kind per second per worker, beyond which they are counted and summarised.
 pub const LOG_ERRORS_PER_SEC: u32 = 5;
+
+/// Longest request line kept in an exchange's log record (HAProxy's default `tune.http.logurilen`):
+/// longer ones are truncated in the record, never on the wire. Lives in the per-exchange buffers, so
+/// an idle connection does not carry it.
+pub const LOG_REQUEST_LINE_MAX: usize = 1024;

@@ -270,6 +270,10 @@ async fn worker_main(
             ctx.in_flight.get()
         );
     }
+    // The log phase's totals: what this core served (until the metrics exporter exists).
+    if ctx.totals.exchanges.get() > 0 {
+        log_info!("worker={id} {}", ctx.totals.summary());
+    }
     // Returning ends the executor; idle keep-alive connections are closed with their tasks.
 }
 

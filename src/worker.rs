@@ -1,118 +1,20 @@
 //! Per-core state: everything the request path touches lives here, owned by one executor thread
 //! (`Rc`/`Cell`/`RefCell`, no lock, no atomic).
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use glommio::sync::Semaphore;
 
-use std::time::Instant;
-
-use crate::balance::{hash_bytes, Balancer, Policy, ServerSpec};
 use crate::buf::{BufPool, ExchangePool};
-use crate::config::{Algorithm, Backend, Config};
+use crate::config::Config;
 use crate::health::board::Board;
-use crate::health::view::{BackendHealth, Passed};
 use crate::http::date::DateCache;
 use crate::log::RateLimited;
-use crate::pool::Pool;
-
-pub struct BackendCtx {
-    pub cfg: Backend,
-    pub balancer: RefCell<Balancer>,
-    pub pool: RefCell<Pool>,
-    pub health: BackendHealth,
-    /// Per server: the `set-cookie` and `cache-control` lines inserted for persistence, built once.
-    pub set_cookie: Box<[Box<[u8]>]>,
-    /// Scratch for effective weights (control plane; kept to avoid reallocating).
-    weights: RefCell<Vec<u32>>,
-}
-
-impl BackendCtx {
-    fn new(
-        cfg: &Backend,
-        index: usize,
-        worker: usize,
-        workers: usize,
-        board: &Board,
-    ) -> BackendCtx {
-        let policy = match cfg.algorithm {
-            Algorithm::RoundRobin => Policy::RoundRobin,
-            Algorithm::LeastConn => Policy::LeastConn,
-            Algorithm::Random => Policy::Random,
-            Algorithm::First => Policy::First,
-            Algorithm::Hash(_) => Policy::Hash,
-        };
-        let specs: Vec<ServerSpec> = cfg
-            .servers
-            .iter()
-            .map(|s| ServerSpec {
-                weight: s.weight.get(),
-                backup: s.backup,
-                // Each worker gets its share of the server's maxconn (rounded up).
-                maxconn: s
-                    .maxconn
-                    .map(|m| m.get().div_ceil(workers.max(1) as u32).max(1)),
-                id_hash: hash_bytes(format!("{}/{}", cfg.name, s.name).as_bytes()),
-            })
-            .collect();
-        let set_cookie = cfg
-            .servers
-            .iter()
-            .map(|s| match &cfg.cookie {
-                Some(c) => format!(
-                    "set-cookie: {}={}; Path=/; HttpOnly\r\ncache-control: private\r\n",
-                    c.name, s.cookie
-                )
-                .into_bytes()
-                .into_boxed_slice(),
-                None => Box::default(),
-            })
-            .collect();
-        let b = BackendCtx {
-            cfg: cfg.clone(),
-            // Workers start at different servers so N workers do not all hit server 0 first.
-            balancer: RefCell::new(Balancer::new(policy, &specs, cfg.allbackups, worker as u64)),
-            pool: RefCell::new(Pool::new(
-                cfg.servers.len(),
-                cfg.pool.max_idle_per_server,
-                cfg.pool.idle_timeout,
-            )),
-            health: BackendHealth::new(cfg, index, board),
-            set_cookie,
-            weights: RefCell::new(Vec::with_capacity(cfg.servers.len())),
-        };
-        b.rebuild(Instant::now());
-        b
-    }
-
-    /// Recomputes effective weights and the balancer's active set (control plane, or the error path).
-    pub fn rebuild(&self, now: Instant) {
-        let mut w = self.weights.borrow_mut();
-        self.health.effective(now, &mut w);
-        self.balancer.borrow_mut().rebuild(&w);
-    }
-
-    /// The server a persistence cookie value names, if it may still take its sticky sessions.
-    pub fn sticky_server(&self, value: &[u8]) -> Option<usize> {
-        let s = self
-            .cfg
-            .servers
-            .iter()
-            .position(|s| s.cookie.as_bytes() == value)?;
-        self.health.servers[s].takes_sticky().then_some(s)
-    }
-
-    /// Passive health: a connect failure, 5xx or timeout from server `s` (error path only).
-    pub fn server_failed(&self, s: usize, board: &Board) {
-        let now = Instant::now();
-        if self.health.on_error(s, now) == Passed::Ejected {
-            self.rebuild(now);
-            board.report(self.health.servers[s].index);
-        }
-    }
-}
+use crate::record::Totals;
+use crate::upstream::BackendCtx;
 
 pub struct WorkerCtx {
     pub id: usize,
@@ -134,6 +36,8 @@ pub struct WorkerCtx {
     /// Health changes this worker applied, and the slowest propagation seen (logged at shutdown).
     pub health_applied: Cell<u64>,
     pub health_max_lag: Cell<std::time::Duration>,
+    /// What the log phase saw of every exchange this core finished (logged at shutdown).
+    pub totals: Totals,
 }
 
 impl WorkerCtx {
@@ -158,6 +62,7 @@ impl WorkerCtx {
             board_generation: Cell::new(board.generation()),
             health_applied: Cell::new(0),
             health_max_lag: Cell::new(std::time::Duration::ZERO),
+            totals: Totals::default(),
             board,
         }
     }
@@ -218,25 +123,5 @@ impl<'a> InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.set(self.0.get().saturating_sub(1));
-    }
-}
-
-/// Counts a request (or a TCP connection) as in flight on its server, for leastconn, random and first,
-/// for as long as it lives.
-pub struct Assigned<'a> {
-    balancer: &'a RefCell<Balancer>,
-    server: usize,
-}
-
-impl<'a> Assigned<'a> {
-    pub fn new(balancer: &'a RefCell<Balancer>, server: usize) -> Self {
-        balancer.borrow_mut().started(server);
-        Assigned { balancer, server }
-    }
-}
-
-impl Drop for Assigned<'_> {
-    fn drop(&mut self) {
-        self.balancer.borrow_mut().finished(self.server);
     }
 }

@@ -5,11 +5,11 @@
 use std::io;
 use std::time::Duration;
 
-use glommio::net::TcpStream;
-
 use crate::buf::{flush, write_all, Buf};
 use crate::http::chunked::{ChunkError, ChunkedDecoder};
+use crate::http::request::BodyFraming;
 use crate::http::write::put_chunk_header;
+use crate::stream::Stream;
 
 /// How the source delimits the body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,28 +48,57 @@ pub struct BodyFailure {
     pub wrote: bool,
 }
 
-pub struct Timeouts {
-    pub read: Duration,
-    pub write: Duration,
+/// Where a body comes from: a stream, the bytes of it already read (`buf`, which keeps whatever
+/// follows the body), how the source frames it, the read timeout, and an optional size limit.
+pub struct Source<'a, S> {
+    pub stream: &'a mut S,
+    pub buf: &'a mut Buf,
+    pub framing: SrcFraming,
+    pub timeout: Duration,
+    pub limit: Option<u64>,
+}
+
+/// Where a body goes: a stream, the staging buffer (`out`, which may hold a head that leaves with the
+/// first body bytes and never grows past its capacity), how to frame it, and the write timeout.
+pub struct Sink<'a, D> {
+    pub stream: &'a mut D,
+    pub out: &'a mut Vec<u8>,
+    pub encode: Encode,
+    pub timeout: Duration,
+}
+
+/// How a request body is read from the client and framed toward the server: a length is passed on as
+/// is, chunked is decoded and re-chunked (RFC 9112 §6, §7).
+pub fn request_body(framing: BodyFraming) -> (SrcFraming, Encode) {
+    match framing {
+        BodyFraming::Chunked => (SrcFraming::Chunked, Encode::Chunked),
+        BodyFraming::Length(n) => (SrcFraming::Length(n), Encode::Raw),
+        BodyFraming::None => (SrcFraming::Length(0), Encode::Raw),
+    }
 }
 
 /// Reserve in `out` for a chunk header and its CRLF.
 const CHUNK_OVERHEAD: usize = 16 + 2 + 2;
 
-/// Copies one body from `src` (starting with the bytes already in `sbuf`) to `dst`. `out` may hold
-/// pending bytes (a head) that go out with the first body bytes. Leaves in `sbuf` whatever follows the
-/// body. Returns the number of body bytes.
-#[allow(clippy::too_many_arguments)]
-pub async fn copy_body(
-    src: &mut TcpStream,
-    sbuf: &mut Buf,
-    dst: &mut TcpStream,
-    out: &mut Vec<u8>,
-    framing: SrcFraming,
-    encode: Encode,
-    t: &Timeouts,
-    limit: Option<u64>,
+/// Copies one body from `src` (starting with the bytes already in its buffer) to `dst`, re-framed.
+/// Returns the number of body bytes (decoded).
+pub async fn copy_body<S: Stream, D: Stream>(
+    src: Source<'_, S>,
+    dst: Sink<'_, D>,
 ) -> Result<u64, BodyFailure> {
+    let Source {
+        stream: src,
+        buf: sbuf,
+        framing,
+        timeout: read_timeout,
+        limit,
+    } = src;
+    let Sink {
+        stream: dst,
+        out,
+        encode,
+        timeout: write_timeout,
+    } = dst;
     let mut wrote = false;
     macro_rules! fail {
         ($e:expr) => {
@@ -112,7 +141,7 @@ pub async fn copy_body(
                 if limit.is_some_and(|l| total > l) {
                     return Err(fail!(BodyError::TooLarge));
                 }
-                wrote |= emit(dst, out, bytes, encode, t.write)
+                wrote |= emit(dst, out, bytes, encode, write_timeout)
                     .await
                     .map_err(|e| fail!(BodyError::DstIo(e.kind())))?;
             }
@@ -123,11 +152,11 @@ pub async fn copy_body(
         }
         // Before waiting for the source, let the destination have what we hold.
         let pending = !out.is_empty();
-        flush(dst, out, t.write)
+        flush(dst, out, write_timeout)
             .await
             .map_err(|e| fail!(BodyError::DstIo(e.kind())))?;
         wrote |= pending;
-        match sbuf.read_from(src, t.read).await {
+        match sbuf.read_from(src, read_timeout).await {
             Ok(0) if framing == SrcFraming::Eof => done = true,
             Ok(0) => return Err(fail!(BodyError::SrcEof)),
             Ok(_) => {}
@@ -137,7 +166,7 @@ pub async fn copy_body(
     if encode == Encode::Chunked {
         out.extend_from_slice(b"0\r\n\r\n");
     }
-    flush(dst, out, t.write)
+    flush(dst, out, write_timeout)
         .await
         .map_err(|e| fail!(BodyError::DstIo(e.kind())))?;
     Ok(total)
@@ -145,8 +174,8 @@ pub async fn copy_body(
 
 /// Appends `bytes` to `out` (framed per `encode`), writing when `out` would overflow its capacity;
 /// `out` never grows past the capacity it was created with. Ok(true): bytes were written to `dst`.
-async fn emit(
-    dst: &mut TcpStream,
+async fn emit<D: Stream>(
+    dst: &mut D,
     out: &mut Vec<u8>,
     bytes: &[u8],
     encode: Encode,

@@ -1,9 +1,15 @@
-//! One client connection: read a request head, route it, forward it, relay the response, repeat while
-//! keep-alive holds. Requests on a connection are handled strictly one after another, so pipelined
-//! requests are answered in order (RFC 9112 §9.3).
+//! One client connection: accept it (peer address, PROXY header), then read a request head, run the
+//! exchange, log it, and repeat while keep-alive holds. Requests on a connection are handled strictly
+//! one after another, so pipelined requests are answered in order (RFC 9112 §9.3).
+//!
+//! The exchange's phases (`exchange.rs`) are generic over the client's [`Stream`]: plain TCP today, TLS
+//! once the handshake has run at accept.
 
 mod body;
-mod forward;
+mod exchange;
+mod respond;
+mod route;
+mod send;
 mod tcp;
 mod tunnel;
 
@@ -12,29 +18,29 @@ pub use tcp::serve_tcp;
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use glommio::net::TcpStream;
 
-use crate::buf::Buf;
+use crate::buf::{Buf, Exchange};
 use crate::config::Frontend;
 use crate::error::ProxyError;
 use crate::http::request::{check_partial_limits, parse_request_head_into, RequestHead};
 use crate::http::HeaderField;
-use crate::limits::{BODY_BUF, LINGER_DRAIN_BYTES};
+use crate::limits::{BODY_BUF, LINGER_DRAIN_BYTES, LINGER_TIMEOUT, LOG_REQUEST_LINE_MAX};
+use crate::record::ExchangeRecord;
+use crate::stream::Stream;
 use crate::worker::{InFlight, WorkerCtx};
 
 /// Longest IP address text (IPv6 full form).
 const IP_TEXT_MAX: usize = 45;
 /// Room for the longest canned answer with its Date header.
 const CANNED_MAX: usize = 512;
-/// How long a closing connection lingers to drain the client's unread bytes after an error answer.
-const LINGER_TIMEOUT: Duration = Duration::from_secs(1);
 
-pub(crate) struct ClientConn {
+pub(crate) struct ClientConn<S> {
     ctx: Rc<WorkerCtx>,
     fe: usize,
-    stream: TcpStream,
+    stream: S,
     /// The client's address (IPv4-mapped IPv6 shown as IPv4), for `hash_key = "source"`.
     ip: IpAddr,
     ip_text: [u8; IP_TEXT_MAX],
@@ -49,6 +55,10 @@ pub(crate) struct ClientConn {
     route_path: Vec<u8>,
     /// The largest request head this frontend accepts (sizes the exchange buffers).
     head_max: usize,
+    /// The current exchange's record, filled by the phases and handed to the log phase.
+    record: ExchangeRecord,
+    /// When the current head's first byte was seen, if it came in pieces (for the record).
+    head_first_byte: Option<Instant>,
 }
 
 /// Serves one accepted client connection until it closes. Never panics on input; errors end the
@@ -73,58 +83,122 @@ pub async fn serve(ctx: Rc<WorkerCtx>, fe: usize, mut stream: TcpStream) {
     } else {
         peer
     };
-    let ip = tcp::unmapped(client.ip());
-    let mut ip_text = [0u8; IP_TEXT_MAX];
-    let ip_len = {
-        let mut cur = &mut ip_text[..];
-        let before = cur.len();
-        let _ = write!(cur, "{ip}");
-        before - cur.len()
-    };
-    let mut conn = ClientConn {
-        trusted: f.trusted_proxies.iter().any(|n| n.contains(ip)),
-        ctx,
-        fe,
-        stream,
-        ip,
-        ip_text,
-        ip_len,
-        cbuf,
-        req_fields: Vec::with_capacity(f.limits.max_headers.get()),
-        route_path: Vec::new(),
-        head_max,
-    };
-    loop {
-        match conn.one_request(f).await {
-            Ok(true) => continue,
-            Ok(false) => {
-                if !conn.cbuf.is_empty() {
-                    // Pipelined bytes we will not serve: close gracefully so the last answer is not lost
-                    // to a reset (RFC 9112 §9.6).
-                    conn.linger().await;
+    // A TLS frontend would run its handshake here and hand the TLS stream on instead.
+    ClientConn::new(ctx, fe, stream, client.ip(), cbuf, head_max)
+        .run(f)
+        .await;
+}
+
+impl<S: Stream> ClientConn<S> {
+    fn new(
+        ctx: Rc<WorkerCtx>,
+        fe: usize,
+        stream: S,
+        client: IpAddr,
+        cbuf: Buf,
+        head_max: usize,
+    ) -> Self {
+        let f = &ctx.cfg.frontends[fe];
+        let ip = tcp::unmapped(client);
+        let mut ip_text = [0u8; IP_TEXT_MAX];
+        let ip_len = {
+            let mut cur = &mut ip_text[..];
+            let before = cur.len();
+            let _ = write!(cur, "{ip}");
+            before - cur.len()
+        };
+        ClientConn {
+            trusted: f.trusted_proxies.iter().any(|n| n.contains(ip)),
+            req_fields: Vec::with_capacity(f.limits.max_headers.get()),
+            record: ExchangeRecord::new(fe, Instant::now()),
+            ctx,
+            fe,
+            stream,
+            ip,
+            ip_text,
+            ip_len,
+            cbuf,
+            route_path: Vec::new(),
+            head_max,
+            head_first_byte: None,
+        }
+    }
+
+    /// The connection's loop: one exchange after another. Bounded by the client: each round reads a
+    /// new request head or ends the connection.
+    async fn run(mut self, f: &Frontend) {
+        loop {
+            let head = match self.read_head(f).await {
+                Ok(Some(head)) => head,
+                Ok(None) => {
+                    if !self.cbuf.is_empty() {
+                        // Pipelined bytes we will not serve: close gracefully so the last answer is
+                        // not lost to a reset (RFC 9112 §9.6).
+                        self.linger().await;
+                    }
+                    return;
                 }
-                break;
-            }
-            Err(e) => {
-                conn.fail(e).await;
-                break;
+                Err(e) => {
+                    // A head that broke a rule: an exchange with a local answer and no request line.
+                    self.begin_record(None);
+                    let answered = self.answer(e).await;
+                    self.log(b"");
+                    if answered {
+                        self.linger().await;
+                    }
+                    return;
+                }
+            };
+            let ctx = self.ctx.clone();
+            let in_flight = InFlight::new(&ctx.in_flight);
+            let mut x = ctx.exchanges.take(self.head_max);
+            self.begin_record(Some((&head, &mut x)));
+            let (keep, answered) = match exchange::run(&mut self, &mut x, f, head).await {
+                Ok(keep) => (keep, false),
+                Err(e) => (false, self.answer(e).await),
+            };
+            self.record.keep_alive = keep;
+            self.log(&x.request_line);
+            ctx.exchanges.give_back(x);
+            drop(in_flight);
+            if !keep {
+                // After a local answer, or with pipelined bytes we will not serve (RFC 9112 §9.6):
+                // close gracefully.
+                let unserved = self.record.error.is_none() && !self.cbuf.is_empty();
+                if answered || unserved {
+                    self.linger().await;
+                }
+                return;
             }
         }
     }
-}
 
-impl ClientConn {
-    /// Ok(true): the connection stays open for another request.
-    async fn one_request(&mut self, f: &Frontend) -> Result<bool, ProxyError> {
-        let Some(head) = self.read_head(f).await? else {
-            return Ok(false);
-        };
-        let ctx = self.ctx.clone();
-        let _in_flight = InFlight::new(&ctx.in_flight);
-        let mut x = ctx.exchanges.take(self.head_max);
-        let r = forward::forward(self, &mut x, f, head).await;
-        ctx.exchanges.give_back(x);
-        r
+    /// Starts the record of an exchange: the clock origin is now, the head is complete (or refused).
+    fn begin_record(&mut self, head: Option<(&RequestHead, &mut Exchange)>) {
+        let now = Instant::now();
+        self.record = ExchangeRecord::new(self.fe, now);
+        if let Some(first) = self.head_first_byte.take() {
+            self.record.head_us = crate::record::micros(now.saturating_duration_since(first));
+        }
+        let Some((head, x)) = head else { return };
+        self.record.method = head.method;
+        self.record.http10 = head.http10;
+        self.record.bytes_in = head.head_len as u64;
+        let buf = self.cbuf.filled();
+        let line_end = buf[..head.head_len]
+            .iter()
+            .position(|&b| b == b'\r' || b == b'\n')
+            .unwrap_or(0);
+        x.request_line.clear();
+        x.request_line
+            .extend_from_slice(&buf[..line_end.min(LOG_REQUEST_LINE_MAX)]);
+    }
+
+    /// The log phase: the record is complete. Today its sink is the worker's totals (logged at
+    /// shutdown); the access log and the metrics plug in here.
+    fn log(&mut self, _request_line: &[u8]) {
+        self.record.total_us = self.record.since_start(Instant::now());
+        self.ctx.totals.add(&self.record);
     }
 
     /// Waits for a complete request head. Ok(None): the client closed or stayed idle past keep-alive.
@@ -165,7 +239,10 @@ impl ClientConn {
                     return Err(ProxyError::HeadersTooLarge);
                 }
                 let now = Instant::now();
-                let deadline = *header_deadline.get_or_insert(now + t.header);
+                let deadline = *header_deadline.get_or_insert_with(|| {
+                    self.head_first_byte = Some(now);
+                    now + t.header
+                });
                 let left = deadline.saturating_duration_since(now);
                 if left.is_zero() {
                     return Err(ProxyError::RequestTimeout);
@@ -192,42 +269,53 @@ impl ClientConn {
         &self.ip_text[..self.ip_len]
     }
 
-    /// Answers a local error (if the client can still be answered) and closes gracefully: the write side
-    /// is shut down, then a bounded amount of unread input is drained so the client reads our answer
-    /// instead of a reset (RFC 9112 §9.6).
-    async fn fail(&mut self, e: ProxyError) {
+    fn frontend(&self) -> &Frontend {
+        &self.ctx.cfg.frontends[self.fe]
+    }
+
+    /// Answers a local error if the client can still be answered. `true`: an answer was sent, so the
+    /// connection must linger (`linger`) before it closes.
+    async fn answer(&mut self, e: ProxyError) -> bool {
+        self.record.error = Some(e);
         if !matches!(e, ProxyError::ClientIo(_)) {
             self.ctx.log_error(format_args!(
                 "fe={} client={} {e}",
-                self.fe,
+                self.frontend().name,
                 String::from_utf8_lossy(self.ip())
             ));
         }
-        let Some(canned) = e.canned() else { return };
+        let Some(canned) = e.canned() else {
+            return false;
+        };
         let date = self.ctx.date.get();
         // Canned answers are ~200 bytes: assembled on the stack, no buffer borrowed on the error path.
         let mut msg = [0u8; CANNED_MAX];
         let mut len = 0;
         for part in [canned.status_line, b"date: ", &date, b"\r\n", canned.rest] {
             let Some(dst) = msg.get_mut(len..len + part.len()) else {
-                return;
+                return false;
             };
             dst.copy_from_slice(part);
             len += part.len();
         }
-        let body_timeout = self.ctx.cfg.frontends[self.fe].timeouts.body;
+        let body_timeout = self.frontend().timeouts.body;
         if crate::buf::write_all(&mut self.stream, &msg[..len], body_timeout)
             .await
             .is_err()
         {
-            return;
+            return false;
         }
-        self.linger().await;
+        self.record.status = canned.status;
+        self.record.local = true;
+        self.record.bytes_out += len as u64;
+        true
     }
 
-    /// Half-closes, then reads and discards a bounded amount for a bounded time.
+    /// Closes gracefully: the write side is shut down, then a bounded amount of unread input is
+    /// drained for a bounded time, so the client reads our answer instead of a reset (RFC 9112 §9.6).
     async fn linger(&mut self) {
-        let _ = self.stream.shutdown(std::net::Shutdown::Write).await;
+        use futures_lite::AsyncWriteExt;
+        let _ = self.stream.close().await;
         let mut drained = 0usize;
         let until = Instant::now() + LINGER_TIMEOUT;
         while drained < LINGER_DRAIN_BYTES {

@@ -3,20 +3,19 @@
 //! PROXY protocol header toward the server, half-close relayed and an idle timeout. Also the reading of
 //! a PROXY header from trusted peers (`accept_proxy`), shared with HTTP mode.
 
-use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use glommio::net::TcpStream;
 
 use crate::balance::hash_ip;
 use crate::buf::{write_all, Buf};
 use crate::config::{Algorithm, Frontend, HashKey};
-use crate::limits::MAX_CONNECT_TRIES;
 use crate::proxy::tunnel::tunnel;
 use crate::proxy_protocol;
-use crate::worker::{Assigned, InFlight, WorkerCtx};
+use crate::upstream::{connect, BackendCtx, Failover, NoServer};
+use crate::worker::{InFlight, WorkerCtx};
 
 /// Shows an IPv4-mapped IPv6 address as IPv4, as everywhere else in corelb.
 pub(super) fn unmapped(ip: IpAddr) -> IpAddr {
@@ -94,46 +93,22 @@ pub async fn serve_tcp(ctx: Rc<WorkerCtx>, fe: usize, mut client: TcpStream) {
         Algorithm::Hash(HashKey::Source) => Some(hash_ip(src.ip())),
         _ => None,
     };
-
-    let max_tries = MAX_CONNECT_TRIES.min(backend.cfg.servers.len()).max(1);
-    let mut tried = [0usize; MAX_CONNECT_TRIES];
-    let mut n_tried = 0;
-    // Bounded: at most max_tries connects.
-    let (mut server_stream, server, _assigned) = loop {
-        let pick = if n_tried >= max_tries {
-            None
-        } else {
-            backend.balancer.borrow_mut().pick(key, &tried[..n_tried])
-        };
-        let Some(s) = pick else {
+    // `failover` counts the connection against its server for as long as the session lives.
+    let (mut server_stream, failover) = match connect_with_failover(&ctx, backend, key).await {
+        Ok(connected) => connected,
+        Err(why) => {
             ctx.log_error(format_args!(
-                "fe={} client={} backend={} no server {}",
+                "fe={} client={} backend={} {}",
                 f.name,
                 src.ip(),
                 backend.cfg.name,
-                if n_tried == 0 {
-                    "is up"
-                } else {
-                    "accepted the connection"
-                }
+                why.reason()
             ));
+            ctx.tcp_bufs.give_back(cbuf);
             return;
-        };
-        let assigned = Assigned::new(&backend.balancer, s);
-        let srv = &backend.cfg.servers[s];
-        match connect(srv.addr, backend.cfg.timeouts.connect).await {
-            Ok(stream) => break (stream, s, assigned),
-            Err(e) => {
-                ctx.log_error(format_args!(
-                    "backend={} server={} connect failed: {e}",
-                    backend.cfg.name, srv.name
-                ));
-                backend.server_failed(s, &ctx.board);
-                tried[n_tried] = s;
-                n_tried += 1;
-            }
         }
     };
+    let server = failover.server();
     backend.health.on_success(server);
 
     if let Some(version) = backend.cfg.servers[server].send_proxy {
@@ -143,6 +118,7 @@ pub async fn serve_tcp(ctx: Rc<WorkerCtx>, fe: usize, mut client: TcpStream) {
             .await
             .is_err()
         {
+            ctx.tcp_bufs.give_back(cbuf);
             return;
         }
     }
@@ -161,8 +137,26 @@ pub async fn serve_tcp(ctx: Rc<WorkerCtx>, fe: usize, mut client: TcpStream) {
     ctx.tcp_bufs.give_back(cbuf);
 }
 
-async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
-    let s = TcpStream::connect_timeout(addr, timeout).await?;
-    s.set_nodelay(true)?;
-    Ok(s)
+/// Picks a server and connects, failing over to another one on a connect failure (bounded by
+/// `Failover`).
+async fn connect_with_failover<'a>(
+    ctx: &WorkerCtx,
+    backend: &'a BackendCtx,
+    key: Option<u64>,
+) -> Result<(TcpStream, Failover<'a>), NoServer> {
+    let mut failover = Failover::start(backend, key, None)?;
+    // Bounded: each failure moves `failover` toward its MAX_CONNECT_TRIES bound.
+    loop {
+        let srv = &backend.cfg.servers[failover.server()];
+        match connect(srv.addr, backend.cfg.timeouts.connect).await {
+            Ok(stream) => return Ok((stream, failover)),
+            Err(e) => {
+                ctx.log_error(format_args!(
+                    "backend={} server={} connect failed: {e}",
+                    backend.cfg.name, srv.name
+                ));
+                failover.connect_failed(&ctx.board)?;
+            }
+        }
+    }
 }

@@ -8,11 +8,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_lite::{AsyncRead, AsyncWrite};
-use glommio::net::TcpStream;
 use glommio::timer::Timer;
 
 use crate::buf::Buf;
+use crate::stream::Stream;
 
 /// Reads or writes one direction may do per poll before yielding, so a busy tunnel cannot starve the
 /// other tasks of its core.
@@ -24,10 +23,10 @@ struct Dir {
 }
 
 /// Moves bytes one way; returns whether anything moved.
-fn pump(
+fn pump<R: Stream, W: Stream>(
     cx: &mut Context<'_>,
-    src: &mut TcpStream,
-    dst: &mut TcpStream,
+    src: &mut R,
+    dst: &mut W,
     buf: &mut Buf,
     d: &mut Dir,
 ) -> io::Result<bool> {
@@ -71,17 +70,16 @@ fn pump(
 }
 
 /// Pipes `a` <-> `b`. `abuf` holds bytes already read from `a` (to go to `b`), `bbuf` likewise.
-pub async fn tunnel(
-    a: &mut TcpStream,
+pub async fn tunnel<A: Stream, B: Stream>(
+    a: &mut A,
     abuf: &mut Buf,
-    b: &mut TcpStream,
+    b: &mut B,
     bbuf: &mut Buf,
     idle: Duration,
 ) -> io::Result<()> {
-    for s in [&*a, &*b] {
-        s.set_read_timeout(None)?;
-        s.set_write_timeout(None)?;
-    }
+    // The tunnel's own idle timer bounds it; per-operation timeouts would cut a one-way stream.
+    a.clear_timeouts()?;
+    b.clear_timeouts()?;
     let mut ab = Dir {
         src_eof: false,
         shut: false,
