@@ -11,6 +11,8 @@ mod respond;
 mod route;
 mod send;
 mod tcp;
+#[cfg(test)]
+mod tests;
 mod tunnel;
 
 pub use tcp::serve_tcp;
