@@ -161,7 +161,7 @@ pub enum ConfigError {
 
     #[error(
         "{field}: invalid name {value:?}: {reason}; hint: use 1 to {max} characters among A-Z a-z 0-9 _ . -",
-        max = super::parse::MAX_NAME_LEN
+        max = crate::limits::MAX_NAME_LEN
     )]
     InvalidName {
         field: String,
@@ -219,7 +219,7 @@ pub enum ConfigError {
     #[error(
         "{field}: invalid cookie {what} {value:?}; hint: use 1 to {max} characters among A-Z a-z 0-9 and \
          !#$%&'*+-.^_`|~ (RFC 6265 §4.1.1)",
-        max = super::parse::MAX_NAME_LEN
+        max = crate::limits::MAX_NAME_LEN
     )]
     InvalidCookie {
         field: String,
@@ -292,7 +292,7 @@ fn io_hint(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::InvalidData => format!(
             "the file must be UTF-8 text of at most {} bytes",
-            super::MAX_CONFIG_BYTES
+            crate::limits::MAX_CONFIG_BYTES
         ),
         _ => "check the path and its permissions".to_owned(),
     }

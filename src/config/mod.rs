@@ -4,6 +4,7 @@
 //! Validation happens once, at startup; the data plane only ever sees [`Config`], whose values are all
 //! within the bounds of [`crate::limits`]. See `configs/reference.toml` for every option.
 
+mod checker;
 pub mod error;
 pub mod file;
 pub mod parse;
@@ -17,12 +18,10 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
 
+/// Re-exported from [`crate::limits`], where every bound lives.
+pub use crate::limits::MAX_CONFIG_BYTES;
 pub use error::{ConfigError, ConfigErrors};
 pub use runtime::*;
-
-/// Largest config file read: a real one is a few KiB; the bound keeps a wrong path (a log file, a
-/// device) from being read into memory whole.
-pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 /// Reads and validates a config file. `Io` and `Syntax` errors carry the file path.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
