@@ -7,6 +7,7 @@
 mod checker;
 pub mod error;
 pub mod file;
+mod locate;
 pub mod parse;
 pub mod policy;
 pub mod runtime;
@@ -23,7 +24,8 @@ pub use crate::limits::MAX_CONFIG_BYTES;
 pub use error::{ConfigError, ConfigErrors};
 pub use runtime::*;
 
-/// Reads and validates a config file. `Io` and `Syntax` errors carry the file path.
+/// Reads and validates a config file. The errors name the file, and the line and column of each
+/// field found in it.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let text = read_bounded(path).map_err(|source| ConfigError::Io {
         file: path.to_path_buf(),
@@ -47,11 +49,12 @@ fn read_bounded(path: &Path) -> std::io::Result<String> {
 }
 
 /// Validates TOML text. A TOML syntax, unknown-key or wrong-type error stops at that first error (the
-/// TOML decoder cannot go on); otherwise every validation error is reported.
+/// TOML decoder cannot go on); otherwise every validation error is reported, with the line and column
+/// of its field in `text` where it has one.
 pub fn from_toml(text: &str) -> Result<Config, ConfigErrors> {
     let file: file::FileConfig =
         toml::from_str(text).map_err(|e| ConfigErrors::new(syntax::from_toml_error(text, &e)))?;
-    validate::validate(&file)
+    validate::validate(&file).map_err(|e| e.locate(text))
 }
 
 /// Quick start without a file: `corelb --listen A --backend B --backend C`: one frontend "quick" binding
