@@ -3,9 +3,11 @@
 //!
 //! Configurable limits have their *default* here and their *ceiling* here: the config layer rejects
 //! values above the ceiling, so no buffer can be sized from untrusted or absurd input. The defaults of
-//! settings that bound nothing (timeouts, check intervals) stay with their validation in
-//! `config/validate.rs`, `config/policy.rs` and `config/tcp.rs`; the health checks' own read bounds
-//! are in `health/check_io.rs` and `health/mysql/`, next to the protocol they bound.
+//! durations (timeouts, check intervals) and check settings are named with their validation in
+//! `config/validate.rs`, `config/policy.rs` and `config/tcp.rs`; their range is here. The health checks (control plane,
+//! never on the request path) name their own bounds next to the protocol they bound:
+//! `health/check_io.rs` (read sizes, the smallest socket timeout), `health/mysql/` (packets, rows,
+//! login rounds), `health/owner.rs` and `health/machine.rs` (scheduling).
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
-//! Configuration: the TOML file ([`file`]), its validation ([`validate`]) into the runtime types
-//! ([`runtime`]), and the errors an operator sees ([`error`]).
+//! Configuration: the TOML file ([`file`]), its validation ([`validate`], with [`policy`] and [`tcp`],
+//! all reporting through one `checker`) into the runtime types ([`runtime`]), and the errors an
+//! operator sees ([`error`]; `syntax` and `locate` give each its line in the file).
 //!
 //! Validation happens once, at startup; the data plane only ever sees [`Config`], whose values are all
 //! within the bounds of [`crate::limits`]. See `configs/reference.toml` for every option.
