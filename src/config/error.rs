@@ -358,7 +358,7 @@ pub struct ConfigErrors {
     rest: Vec<ConfigError>,
     /// The file the errors are in (Syntax and Io errors also carry it themselves).
     file: Option<PathBuf>,
-    /// 1-based (line, column) of each error's field, by index; empty until [`Self::locate`] ran.
+    /// 1-based (line, column) of each error's field, by index; empty when not known.
     /// Syntax errors keep theirs in the variant.
     positions: Vec<Option<(usize, usize)>>,
 }
@@ -415,8 +415,8 @@ impl ConfigErrors {
     }
 
     /// 1-based (line, column) in the file of error `index`'s field, when known: for a Syntax error
-    /// its own position; for a validation error, where its field path is in the text (see
-    /// [`super::locate`]); `None` for a field that is not in the file at all.
+    /// its own position; for a validation error, where its field path is in the text (found
+    /// by `config::locate`); `None` for a field that is not in the file at all.
     pub fn position(&self, index: usize) -> Option<(usize, usize)> {
         match self.iter().nth(index)? {
             ConfigError::Syntax { line, column, .. } => Some((*line, *column)),
@@ -435,9 +435,9 @@ impl ConfigErrors {
         self
     }
 
-    /// Finds the line and column of each error's field in `text`, the file they were found in.
-    pub(crate) fn locate(mut self, text: &str) -> Self {
-        self.positions = super::locate::positions(text, self.iter().map(ConfigError::field));
+    /// Records the 1-based (line, column) of each error's field, by index (`None`: not in the file).
+    pub(crate) fn with_positions(mut self, positions: Vec<Option<(usize, usize)>>) -> Self {
+        self.positions = positions;
         self
     }
 }

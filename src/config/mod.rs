@@ -55,7 +55,10 @@ fn read_bounded(path: &Path) -> std::io::Result<String> {
 pub fn from_toml(text: &str) -> Result<Config, ConfigErrors> {
     let file: file::FileConfig =
         toml::from_str(text).map_err(|e| ConfigErrors::new(syntax::from_toml_error(text, &e)))?;
-    validate::validate(&file).map_err(|e| e.locate(text))
+    validate::validate(&file).map_err(|errors| {
+        let positions = locate::positions(text, errors.iter().map(ConfigError::field));
+        errors.with_positions(positions)
+    })
 }
 
 /// Quick start without a file: `corelb --listen A --backend B --backend C`: one frontend "quick" binding
