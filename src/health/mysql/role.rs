@@ -9,7 +9,7 @@ use super::wire::text;
 
 /// Role writer's query: `@@read_only` must be off.
 pub(super) const WRITER_QUERY: &str = "SELECT @@read_only";
-/// Role reader's query (MySQL 8 still answers it, with a deprecation note).
+/// Role reader's query: the replication threads and the lag of the default connection.
 pub(super) const READER_QUERY: &str = "SHOW SLAVE STATUS";
 
 /// The verdict of a writer check from `SELECT @@read_only`.
