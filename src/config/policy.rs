@@ -1,6 +1,6 @@
 //! Validation of a backend's balancing and health options: `algorithm`/`hash_key`, `[backend.check]`,
 //! `[backend.passive]`, `[backend.cookie]`, and each server's `backup`/`state`/`maxconn`/`cookie`.
-//! Called by [`super::validate`] (same [`Checker`], same rules: report everything, fall back to
+//! Called by [`super::validate`] (same `Checker`, same rules: report everything, fall back to
 //! defaults so later checks still run).
 
 use std::collections::HashMap;

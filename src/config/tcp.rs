@@ -1,5 +1,5 @@
 //! Validation of TCP mode and PROXY protocol options: a frontend's `mode`, `accept_proxy` and
-//! `timeouts.idle`, a server's `send_proxy`. Called by [`super::validate`] (same [`Checker`]).
+//! `timeouts.idle`, a server's `send_proxy`. Called by [`super::validate`] (same `Checker`).
 
 use std::time::Duration;
 

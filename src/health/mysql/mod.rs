@@ -25,8 +25,8 @@
 //! with COM_QUIT, which the server counts as a normal disconnect. caching_sha2_password's full
 //! authentication would send the password in clear without TLS: the check fails instead.
 //!
-//! Layout: packets in [`wire`], the connection phase (greeting, scrambles, auth switch) in [`auth`],
-//! result sets in [`result_set`], the writer/reader rules in [`role`]; this file is the driver, the
+//! Layout: packets in `wire`, the connection phase (greeting, scrambles, auth switch) in `auth`,
+//! result sets in `result_set`, the writer/reader rules in `role`; this file is the driver, the
 //! socket sequence of one check.
 //!
 //! Control plane, like the rest of `probe`: it allocates (details, column names), but every packet,
