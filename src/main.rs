@@ -29,6 +29,7 @@ enum Cmd {
     Run(RunArgs),
     /// Validate a configuration file and exit (like `haproxy -c` or `nginx -t`).
     Check {
+        /// Configuration file (TOML) to check; every mistake in it is reported, with its line.
         #[arg(short = 'c', long = "config", value_name = "FILE")]
         config: PathBuf,
     },
@@ -55,7 +56,7 @@ fn main() -> ExitCode {
     match cli.cmd {
         Some(Cmd::Check { config }) => match corelb::config::load(&config) {
             Ok(_) => {
-                println!("configuration is valid");
+                println!("configuration file {} is valid", config.display());
                 ExitCode::SUCCESS
             }
             Err(errors) => {

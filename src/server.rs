@@ -7,7 +7,7 @@ use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_lite::future;
 use glommio::net::TcpListener;
@@ -17,7 +17,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::config::{Config, Mode};
 use crate::health::{self, board::Board};
-use crate::limits::ACCEPT_BACKOFF_MS;
+use crate::limits::{
+    ACCEPT_BACKOFF, CONTROL_TICK, DRAIN_POLL, POOL_SWEEP_EVERY, WORKER_READY_TIMEOUT,
+};
 use crate::log_info;
 use crate::worker::WorkerCtx;
 
@@ -177,12 +179,12 @@ pub fn run(cfg: Config, workers: Option<usize>) -> Result<(), StartError> {
     drop(ready_tx);
     let mut started = 0;
     while started < workers {
-        match ready_rx.recv_timeout(Duration::from_secs(10)) {
+        match ready_rx.recv_timeout(WORKER_READY_TIMEOUT) {
             Ok(_) => started += 1,
             Err(_) => {
                 return Err(StartError::Worker {
                     worker: started,
-                    reason: "did not start within 10 s".into(),
+                    reason: format!("did not start within {} s", WORKER_READY_TIMEOUT.as_secs()),
                 })
             }
         }
@@ -196,10 +198,6 @@ pub fn run(cfg: Config, workers: Option<usize>) -> Result<(), StartError> {
     log_info!("stopped");
     Ok(())
 }
-
-/// How often the control task looks for a shutdown request and sweeps idle pools. Control plane only.
-const CONTROL_TICK: Duration = Duration::from_millis(50);
-const POOL_SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 async fn worker_main(
     id: usize,
@@ -262,7 +260,7 @@ async fn worker_main(
     }
     let deadline = Instant::now() + cfg.global.grace;
     while ctx.in_flight.get() > 0 && Instant::now() < deadline {
-        glommio::timer::sleep(Duration::from_millis(10)).await;
+        glommio::timer::sleep(DRAIN_POLL).await;
     }
     if ctx.in_flight.get() > 0 {
         log_info!(
@@ -311,10 +309,13 @@ async fn accept_loop(ctx: Rc<WorkerCtx>, fi: usize, listener: TcpListener, limit
                     io_err.raw_os_error(),
                     Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
                 );
-                ctx.log_error(format_args!("accept failed: {io_err}"));
+                ctx.log_error(format_args!(
+                    "fe={} accept failed: {io_err}",
+                    ctx.cfg.frontends[fi].name
+                ));
                 if out_of_resources {
                     // Keep serving existing connections; try again later instead of spinning.
-                    glommio::timer::sleep(Duration::from_millis(ACCEPT_BACKOFF_MS)).await;
+                    glommio::timer::sleep(ACCEPT_BACKOFF).await;
                 }
             }
         }

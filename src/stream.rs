@@ -20,8 +20,7 @@ pub trait Stream: AsyncRead + AsyncWrite + Unpin {
     fn clear_timeouts(&mut self) -> io::Result<()>;
 }
 
-/// glommio rejects a zero timeout; a deadline already passed is treated as 1 ms left.
-const MIN_TIMEOUT: Duration = Duration::from_millis(1);
+use crate::limits::MIN_IO_TIMEOUT as MIN_TIMEOUT;
 
 impl Stream for TcpStream {
     #[inline]

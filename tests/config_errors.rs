@@ -1,6 +1,7 @@
 //! The configuration layer as the rest of corelb and the operator see it: the example configs validate
 //! to the expected values, and every kind of mistake (one fixture per `ConfigError` variant in
-//! configs/invalid/) is reported with its variant and field path.
+//! configs/invalid/) is reported with its variant, field path, and the file, line and column of that
+//! field.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::num::{NonZeroU32, NonZeroUsize};
@@ -301,73 +302,158 @@ fn fixture_of(e: &ConfigError) -> &'static str {
     }
 }
 
-/// Every fixture file and the field path of its one error; its variant is given by `fixture_of`.
-const FIXTURES: &[(&str, &str)] = &[
-    ("io.toml", ""),
-    ("syntax.toml", "frontend[0].bnd"),
+/// 1-based line and column in a file.
+type LineColumn = (usize, usize);
+
+/// Every fixture file, the field path of its one error, and where that field is in the file (line,
+/// column; `None` when nothing of the path is in the file); its variant is given by `fixture_of`.
+const FIXTURES: &[(&str, &str, Option<LineColumn>)] = &[
+    ("io.toml", "", None),
+    ("syntax.toml", "frontend[0].bnd", Some((5, 1))),
     (
         "invalid_address.toml",
         r#"backend["app"].server[1].address"#,
+        Some((13, 3)),
     ),
     (
         "invalid_duration.toml",
         r#"frontend["www"].timeouts.client_header"#,
+        Some((8, 3)),
     ),
     (
         "duration_out_of_range.toml",
         r#"backend["app"].timeouts.connect"#,
+        Some((11, 3)),
     ),
-    ("out_of_range.toml", r#"frontend["www"].limits.max_headers"#),
-    ("duplicate_name.toml", "backend[1].name"),
+    (
+        "out_of_range.toml",
+        r#"frontend["www"].limits.max_headers"#,
+        Some((8, 3)),
+    ),
+    ("duplicate_name.toml", "backend[1].name", Some((14, 1))),
     (
         "unknown_backend.toml",
         r#"frontend["www"].route[0].backend"#,
+        Some((9, 3)),
     ),
-    ("no_frontends.toml", "frontend"),
-    ("no_backends.toml", "backend"),
-    ("no_servers.toml", r#"backend["app"].server"#),
-    ("no_binds.toml", r#"frontend["www"].bind"#),
-    ("duplicate_bind.toml", r#"frontend["admin"].bind[0]"#),
-    ("invalid_cidr.toml", r#"frontend["www"].trusted_proxies[1]"#),
+    ("no_frontends.toml", "frontend", None),
+    ("no_backends.toml", "backend", None),
+    ("no_servers.toml", r#"backend["app"].server"#, Some((8, 1))),
+    ("no_binds.toml", r#"frontend["www"].bind"#, Some((5, 1))),
+    (
+        "duplicate_bind.toml",
+        r#"frontend["admin"].bind[0]"#,
+        Some((10, 9)),
+    ),
+    (
+        "invalid_cidr.toml",
+        r#"frontend["www"].trusted_proxies[1]"#,
+        Some((7, 33)),
+    ),
     (
         "invalid_host_pattern.toml",
         r#"frontend["www"].route[0].host"#,
+        Some((8, 3)),
     ),
     (
         "invalid_path_prefix.toml",
         r#"frontend["www"].route[0].path_prefix"#,
+        Some((8, 3)),
     ),
-    ("unknown_algorithm.toml", r#"backend["app"].algorithm"#),
-    ("invalid_name.toml", r#"backend["app"].server[0].name"#),
-    ("too_many.toml", r#"frontend["www"].trusted_proxies"#),
-    ("empty_route.toml", r#"frontend["www"].route[0]"#),
-    ("invalid_hash_key.toml", r#"backend["app"].hash_key"#),
-    ("unknown_check_type.toml", r#"backend["app"].check.type"#),
+    (
+        "unknown_algorithm.toml",
+        r#"backend["app"].algorithm"#,
+        Some((10, 1)),
+    ),
+    (
+        "invalid_name.toml",
+        r#"backend["app"].server[0].name"#,
+        Some((11, 3)),
+    ),
+    (
+        "too_many.toml",
+        r#"frontend["www"].trusted_proxies"#,
+        Some((7, 1)),
+    ),
+    (
+        "empty_route.toml",
+        r#"frontend["www"].route[0]"#,
+        Some((7, 3)),
+    ),
+    (
+        "invalid_hash_key.toml",
+        r#"backend["app"].hash_key"#,
+        Some((11, 1)),
+    ),
+    (
+        "unknown_check_type.toml",
+        r#"backend["app"].check.type"#,
+        Some((11, 3)),
+    ),
     (
         "invalid_status_range.toml",
         r#"backend["app"].check.expect_status"#,
+        Some((13, 3)),
     ),
     (
         "unknown_server_state.toml",
         r#"backend["app"].server["app2"].state"#,
+        Some((16, 3)),
     ),
-    ("invalid_check_request.toml", r#"backend["app"].check.path"#),
-    ("invalid_cookie.toml", r#"backend["app"].cookie.name"#),
-    ("inconsistent.toml", r#"backend["app"].hash_key"#),
-    ("unknown_mysql_role.toml", r#"backend["db"].check.role"#),
-    ("unknown_mode.toml", r#"frontend["mysql"].mode"#),
+    (
+        "invalid_check_request.toml",
+        r#"backend["app"].check.path"#,
+        Some((13, 3)),
+    ),
+    (
+        "invalid_cookie.toml",
+        r#"backend["app"].cookie.name"#,
+        Some((11, 3)),
+    ),
+    (
+        "inconsistent.toml",
+        r#"backend["app"].hash_key"#,
+        Some((11, 1)),
+    ),
+    (
+        "unknown_mysql_role.toml",
+        r#"backend["db"].check.role"#,
+        Some((14, 3)),
+    ),
+    (
+        "unknown_mode.toml",
+        r#"frontend["mysql"].mode"#,
+        Some((5, 1)),
+    ),
     (
         "unknown_proxy_version.toml",
         r#"backend["app"].server["app1"].send_proxy"#,
+        Some((14, 3)),
     ),
 ];
 
 #[test]
-fn every_fixture_gives_its_variant_and_field() {
-    for &(fixture, field) in FIXTURES {
+fn every_fixture_gives_its_variant_field_and_place() {
+    for &(fixture, field, position) in FIXTURES {
+        let path = configs_dir().join("invalid").join(fixture);
+        let errors = config::load(&path).unwrap_err();
+        assert_eq!(errors.position(0), position, "{fixture}: {errors}");
+        // What the operator reads: the file, the line and column when known, then the field.
+        let place = match position {
+            Some((line, column)) => format!("{}:{line}:{column}: ", path.display()),
+            None => format!("{}: ", path.display()),
+        };
+        let printed = errors.to_string();
+        assert!(printed.starts_with(&place), "{fixture}: {printed}");
         let e = only_error(fixture);
         assert_eq!(fixture_of(&e), fixture, "unexpected variant: {e:?}");
         assert_eq!(e.field(), field, "{fixture}: {e}");
+        if !field.is_empty() {
+            assert!(
+                printed.starts_with(&format!("{place}{field}: ")),
+                "{fixture}: {printed}"
+            );
+        }
         let text = e.to_string();
         assert!(
             !text.contains('\n'),
@@ -436,7 +522,7 @@ fn every_fixture_is_listed() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     on_disk.sort();
-    let mut listed: Vec<String> = FIXTURES.iter().map(|(f, _)| f.to_string()).collect();
+    let mut listed: Vec<String> = FIXTURES.iter().map(|(f, _, _)| f.to_string()).collect();
     listed.sort();
     assert_eq!(on_disk, listed);
 }
@@ -604,6 +690,22 @@ algorithm = "fastest"
         ]
     );
     assert_eq!(errors.to_string().lines().count(), errors.len());
+    // Without a file, each line still says where: the text starts with a newline, so `workers` is on
+    // line 3; a missing key points at its entry's header.
+    let printed = errors.to_string();
+    let lines: Vec<&str> = printed.lines().collect();
+    assert!(
+        lines[0].starts_with("line 3, column 1: global.workers: "),
+        "{printed}"
+    );
+    assert!(
+        lines[3].starts_with(r#"line 19, column 1: backend["app"].server: "#),
+        "{printed}"
+    );
+    assert!(
+        lines[5].starts_with(r#"line 8, column 41: frontend["www"].bind[2]: "#),
+        "{printed}"
+    );
 }
 
 fn errors_of(text: &str) -> Vec<ConfigError> {
@@ -1000,4 +1102,46 @@ fn mangled_configs_never_panic() {
             assert_eq!(errors.to_string().lines().count(), errors.len(), "{errors}");
         }
     }
+}
+
+/// `corelb check` as the operator runs it: a valid file is named in the answer, a mistake is
+/// reported as FILE:LINE:COLUMN with its field, and `--help` describes `-c`.
+#[test]
+fn check_command_names_the_file_and_the_line() {
+    let corelb = env!("CARGO_BIN_EXE_corelb");
+    let run = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new(corelb)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+
+    let good = configs_dir().join("foobar.toml");
+    let out = run(&["check".as_ref(), "-c".as_ref(), good.as_os_str()]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim_end(),
+        format!("configuration file {} is valid", good.display())
+    );
+
+    let bad = configs_dir().join("invalid").join("invalid_address.toml");
+    let out = run(&["check".as_ref(), "-c".as_ref(), bad.as_os_str()]);
+    assert!(!out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!(
+            "{}:13:3: backend[\"app\"].server[1].address: invalid address",
+            bad.display()
+        )),
+        "{stderr}"
+    );
+
+    let out = run(&["check".as_ref(), "--help".as_ref()]);
+    assert!(out.status.success(), "{out:?}");
+    let help = String::from_utf8_lossy(&out.stdout);
+    let line = help
+        .lines()
+        .find(|l| l.contains("-c, --config <FILE>"))
+        .unwrap_or_else(|| panic!("no -c in:\n{help}"));
+    assert!(line.contains("Configuration file"), "{help}");
 }

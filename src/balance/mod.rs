@@ -26,7 +26,7 @@ use round_robin::Rotation;
 /// Highest server weight (HAProxy's range is 0..256; 0 is expressed as "not eligible" in `rebuild`).
 /// Weights only enter u64 products with u32 counts, so a larger value would not overflow; the bound is
 /// the configuration's, checked by config validation.
-pub const MAX_WEIGHT: u32 = 256;
+pub use crate::limits::MAX_WEIGHT;
 
 // Maglev stores server indices as u16 with u16::MAX as the empty mark.
 const _: () = assert!(MAX_SERVERS_PER_BACKEND < u16::MAX as usize);

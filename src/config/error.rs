@@ -161,7 +161,7 @@ pub enum ConfigError {
 
     #[error(
         "{field}: invalid name {value:?}: {reason}; hint: use 1 to {max} characters among A-Z a-z 0-9 _ . -",
-        max = super::parse::MAX_NAME_LEN
+        max = crate::limits::MAX_NAME_LEN
     )]
     InvalidName {
         field: String,
@@ -219,7 +219,7 @@ pub enum ConfigError {
     #[error(
         "{field}: invalid cookie {what} {value:?}; hint: use 1 to {max} characters among A-Z a-z 0-9 and \
          !#$%&'*+-.^_`|~ (RFC 6265 §4.1.1)",
-        max = super::parse::MAX_NAME_LEN
+        max = crate::limits::MAX_NAME_LEN
     )]
     InvalidCookie {
         field: String,
@@ -292,7 +292,7 @@ fn io_hint(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::InvalidData => format!(
             "the file must be UTF-8 text of at most {} bytes",
-            super::MAX_CONFIG_BYTES
+            crate::limits::MAX_CONFIG_BYTES
         ),
         _ => "check the path and its permissions".to_owned(),
     }
@@ -348,13 +348,19 @@ pub(crate) fn human(d: Duration) -> String {
     format!("{ms}ms")
 }
 
-/// A non-empty list of configuration errors, in file order. `Display` prints one error per line.
+/// A non-empty list of configuration errors, in file order. `Display` prints one error per line,
+/// each starting with where it is: `FILE:LINE:COLUMN: ` (or as much of that as is known).
 #[derive(Debug)]
 pub struct ConfigErrors {
     // Split so that non-emptiness holds by construction; boxed to keep `Result<Config, ConfigErrors>`
     // small.
     first: Box<ConfigError>,
     rest: Vec<ConfigError>,
+    /// The file the errors are in (Syntax and Io errors also carry it themselves).
+    file: Option<PathBuf>,
+    /// 1-based (line, column) of each error's field, by index; empty when not known.
+    /// Syntax errors keep theirs in the variant.
+    positions: Vec<Option<(usize, usize)>>,
 }
 
 impl ConfigErrors {
@@ -362,6 +368,8 @@ impl ConfigErrors {
         ConfigErrors {
             first: Box::new(first),
             rest: Vec::new(),
+            file: None,
+            positions: Vec::new(),
         }
     }
 
@@ -372,6 +380,8 @@ impl ConfigErrors {
         Some(ConfigErrors {
             first: Box::new(first),
             rest: it.collect(),
+            file: None,
+            positions: Vec::new(),
         })
     }
 
@@ -399,13 +409,35 @@ impl ConfigErrors {
         v
     }
 
-    /// Records the file name in errors that carry one (Syntax).
+    /// The file the errors were found in, when they came from [`super::load`].
+    pub fn file(&self) -> Option<&Path> {
+        self.file.as_deref()
+    }
+
+    /// 1-based (line, column) in the file of error `index`'s field, when known: for a Syntax error
+    /// its own position; for a validation error, where its field path is in the text (found
+    /// by `config::locate`); `None` for a field that is not in the file at all.
+    pub fn position(&self, index: usize) -> Option<(usize, usize)> {
+        match self.iter().nth(index)? {
+            ConfigError::Syntax { line, column, .. } => Some((*line, *column)),
+            _ => self.positions.get(index).copied().flatten(),
+        }
+    }
+
+    /// Records the file name, here and in errors that carry one (Syntax).
     pub(crate) fn with_file(mut self, path: &Path) -> Self {
         for e in std::iter::once(&mut *self.first).chain(self.rest.iter_mut()) {
             if let ConfigError::Syntax { file, .. } = e {
                 *file = Some(path.to_path_buf());
             }
         }
+        self.file = Some(path.to_path_buf());
+        self
+    }
+
+    /// Records the 1-based (line, column) of each error's field, by index (`None`: not in the file).
+    pub(crate) fn with_positions(mut self, positions: Vec<Option<(usize, usize)>>) -> Self {
+        self.positions = positions;
         self
     }
 }
@@ -429,6 +461,14 @@ impl fmt::Display for ConfigErrors {
         for (i, e) in self.iter().enumerate() {
             if i > 0 {
                 f.write_str("\n")?;
+            }
+            // Io and Syntax errors print their own file and position.
+            if !matches!(e, ConfigError::Io { .. } | ConfigError::Syntax { .. }) {
+                match (self.file.as_deref(), self.position(i)) {
+                    (file, Some((line, column))) => f.write_str(&location(file, line, column))?,
+                    (Some(file), None) => write!(f, "{}: ", file.display())?,
+                    (None, None) => {}
+                }
             }
             write!(f, "{e}")?;
         }

@@ -1,11 +1,14 @@
-//! Configuration: the TOML file ([`file`]), its validation ([`validate`]) into the runtime types
-//! ([`runtime`]), and the errors an operator sees ([`error`]).
+//! Configuration: the TOML file ([`file`]), its validation ([`validate`], with [`policy`] and [`tcp`],
+//! all reporting through one `checker`) into the runtime types ([`runtime`]), and the errors an
+//! operator sees ([`error`]; `syntax` and `locate` give each its line in the file).
 //!
 //! Validation happens once, at startup; the data plane only ever sees [`Config`], whose values are all
 //! within the bounds of [`crate::limits`]. See `configs/reference.toml` for every option.
 
+mod checker;
 pub mod error;
 pub mod file;
+mod locate;
 pub mod parse;
 pub mod policy;
 pub mod runtime;
@@ -17,14 +20,13 @@ use std::io::Read;
 use std::net::SocketAddr;
 use std::path::Path;
 
+/// Re-exported from [`crate::limits`], where every bound lives.
+pub use crate::limits::MAX_CONFIG_BYTES;
 pub use error::{ConfigError, ConfigErrors};
 pub use runtime::*;
 
-/// Largest config file read: a real one is a few KiB; the bound keeps a wrong path (a log file, a
-/// device) from being read into memory whole.
-pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
-
-/// Reads and validates a config file. `Io` and `Syntax` errors carry the file path.
+/// Reads and validates a config file. The errors name the file, and the line and column of each
+/// field found in it.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let text = read_bounded(path).map_err(|source| ConfigError::Io {
         file: path.to_path_buf(),
@@ -48,11 +50,15 @@ fn read_bounded(path: &Path) -> std::io::Result<String> {
 }
 
 /// Validates TOML text. A TOML syntax, unknown-key or wrong-type error stops at that first error (the
-/// TOML decoder cannot go on); otherwise every validation error is reported.
+/// TOML decoder cannot go on); otherwise every validation error is reported, with the line and column
+/// of its field in `text` where it has one.
 pub fn from_toml(text: &str) -> Result<Config, ConfigErrors> {
     let file: file::FileConfig =
         toml::from_str(text).map_err(|e| ConfigErrors::new(syntax::from_toml_error(text, &e)))?;
-    validate::validate(&file)
+    validate::validate(&file).map_err(|errors| {
+        let positions = locate::positions(text, errors.iter().map(ConfigError::field));
+        errors.with_positions(positions)
+    })
 }
 
 /// Quick start without a file: `corelb --listen A --backend B --backend C`: one frontend "quick" binding

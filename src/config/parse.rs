@@ -7,16 +7,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::config::runtime::{HostMatch, IpNet};
-use crate::limits::CEILING_REQUEST_LINE;
-
-/// Longest frontend/backend/server name: names appear in logs and metrics labels, keep them short.
-pub const MAX_NAME_LEN: usize = 64;
-/// Longest host name (RFC 1035 §2.3.4: 255 octets on the wire, 253 characters in text form).
-pub const MAX_HOST_LEN: usize = 253;
-/// Longest label of a host name (RFC 1035 §2.3.4).
-pub const MAX_HOST_LABEL_LEN: usize = 63;
-/// Longest path prefix: a prefix longer than the longest accepted request line can never match.
-pub const MAX_PATH_PREFIX_LEN: usize = CEILING_REQUEST_LINE;
+use crate::limits::{MAX_HOST_LABEL_LEN, MAX_HOST_LEN, MAX_NAME_LEN, MAX_PATH_PREFIX_LEN};
 
 /// Why a duration string was rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,20 +1,23 @@
 //! Validation of a backend's balancing and health options: `algorithm`/`hash_key`, `[backend.check]`,
 //! `[backend.passive]`, `[backend.cookie]`, and each server's `backup`/`state`/`maxconn`/`cookie`.
-//! Split from [`super::validate`] (same [`Checker`], same rules: report everything, fall back to
+//! Called by [`super::validate`] (same `Checker`, same rules: report everything, fall back to
 //! defaults so later checks still run).
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use super::checker::Checker;
 use super::error::ConfigError;
 use super::file::{BackendFile, CheckFile, CookieFile, PassiveFile, ServerFile};
-use super::parse::MAX_NAME_LEN;
 use super::runtime::{
     AdminState, Algorithm, Check, CheckKind, HashKey, HttpCheck, MysqlCheck, MysqlLogin, MysqlRole,
     Passive, StickyCookie,
 };
-use super::validate::Checker;
+use crate::limits::{
+    MAX_CHECK_TEXT, MAX_ERROR_LIMIT, MAX_HOST_LEN, MAX_JITTER_PERCENT, MAX_METHOD_LEN,
+    MAX_MYSQL_PASSWORD, MAX_MYSQL_USER, MAX_NAME_LEN, MAX_RISE_FALL, MAX_SERVER_MAXCONN,
+};
 
 /// Default time between checks (HAProxy `inter`).
 pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(2);
@@ -25,31 +28,16 @@ pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 /// Default spread of check times, in percent of the interval (HAProxy's `spread-checks` advice: 2-5,
 /// we take a little more because all workers start at the same instant).
 pub const DEFAULT_JITTER_PERCENT: i64 = 10;
-/// Largest jitter: above half the interval, "every 2 s" stops meaning anything.
-pub const MAX_JITTER_PERCENT: i64 = 50;
 /// HAProxy's defaults: 2 passes to come up, 3 failures to go down.
 pub const DEFAULT_RISE: u32 = 2;
 pub const DEFAULT_FALL: u32 = 3;
-/// Ceiling for rise/fall: beyond this a server never changes state in any useful time.
-pub const MAX_RISE_FALL: i64 = 100;
 /// Default passive ejection: 5 consecutive errors, ejected 10 s, doubling up to 5 min (Envoy's
 /// outlier detection defaults are 5 errors and 30 s; we start shorter because active checks confirm).
 pub const DEFAULT_ERROR_LIMIT: u32 = 5;
-pub const MAX_ERROR_LIMIT: i64 = 10_000;
 pub const DEFAULT_EJECT: Duration = Duration::from_secs(10);
 pub const DEFAULT_MAX_EJECT: Duration = Duration::from_secs(300);
 /// Default bound on a reader's replication lag (Seconds_Behind_Master).
 pub const DEFAULT_MAX_REPLICATION_LAG: Duration = Duration::from_secs(10);
-/// MariaDB user names are at most 80 characters (MySQL: 32).
-pub const MAX_MYSQL_USER: usize = 80;
-/// Longest check password accepted (it is hashed per check; longer is a typo).
-pub const MAX_MYSQL_PASSWORD: usize = 256;
-/// Largest per-server `maxconn`: a typo guard.
-pub const MAX_SERVER_MAXCONN: i64 = 1_000_000;
-/// Longest health-check path or expected body text (they are sent/searched on every check).
-pub const MAX_CHECK_TEXT: usize = 1024;
-/// Longest HTTP method token accepted for checks.
-pub const MAX_METHOD_LEN: usize = 32;
 
 fn nz(n: u32) -> NonZeroU32 {
     NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
@@ -340,7 +328,7 @@ fn http_check(c: &mut Checker, label: &str, f: &CheckFile) -> HttpCheck {
     }
     if let Some(host) = &f.host {
         if host.is_empty()
-            || host.len() > super::parse::MAX_HOST_LEN
+            || host.len() > MAX_HOST_LEN
             || !host
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))

@@ -1,12 +1,12 @@
 //! Validation of TCP mode and PROXY protocol options: a frontend's `mode`, `accept_proxy` and
-//! `timeouts.idle`, a server's `send_proxy`. Split from [`super::validate`] (same [`Checker`]).
+//! `timeouts.idle`, a server's `send_proxy`. Called by [`super::validate`] (same `Checker`).
 
 use std::time::Duration;
 
+use super::checker::Checker;
 use super::error::ConfigError;
 use super::file::{FrontendFile, ServerFile};
 use super::runtime::{Algorithm, Backend, HashKey, Mode};
-use super::validate::Checker;
 use crate::proxy_protocol::Version;
 
 /// Default idle timeout of a TCP-mode connection. Database clients keep pooled connections idle for

@@ -10,11 +10,11 @@ use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::time::Duration;
 
+use super::checker::Checker;
 use super::error::{ConfigError, ConfigErrors};
 use super::file::{BackendFile, FileConfig, FrontendFile, RouteFile, ServerFile};
 use super::parse::{
-    check_name, check_path_prefix, check_server_address, parse_address, parse_cidr, parse_duration,
-    parse_host_pattern, DurationError,
+    check_path_prefix, check_server_address, parse_address, parse_cidr, parse_host_pattern,
 };
 use super::policy;
 use super::runtime::{
@@ -22,7 +22,9 @@ use super::runtime::{
     HttpLimits, Mode, PoolSettings, Route, Server,
 };
 use super::tcp;
-use crate::limits;
+use crate::limits::{
+    self, MAX_BACKLOG, MAX_WEIGHT, MAX_WORKERS, MIN_DURATION, MIN_HEADER_BYTES, MIN_REQUEST_LINE,
+};
 
 /// Default shutdown grace period (HAProxy's `hard-stop-after`, nginx's `worker_shutdown_timeout`).
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
@@ -42,22 +44,6 @@ pub const DEFAULT_BACKEND_BODY: Duration = Duration::from_secs(30);
 /// Default age at which idle pooled connections are closed: below the 5 s keep-alive of Node.js and
 /// Apache, so corelb does not reuse a connection the server is closing at the same moment.
 pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
-
-/// Shortest accepted duration: zero would mean "expire at once" (or "never" to some readers).
-pub const MIN_DURATION: Duration = Duration::from_millis(1);
-/// Longest accepted duration: above a day is a typo ("10h" for "10s"), never a useful timeout.
-pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// Most workers: far above any core count corelb runs on; more is a typo.
-pub const MAX_WORKERS: i64 = 1024;
-/// Largest listen backlog: the kernel silently caps it at `net.core.somaxconn`; larger is a typo.
-pub const MAX_BACKLOG: i64 = 65_535;
-/// Smallest `max_request_line`: a request line shorter than this cannot carry a real URL.
-pub const MIN_REQUEST_LINE: i64 = 256;
-/// Smallest `max_header_bytes`: a typical browser request alone carries close to 1 KiB of headers.
-pub const MIN_HEADER_BYTES: i64 = 1024;
-/// Largest server weight (HAProxy's ceiling is 256 too); keeps the weighted round robin sums small.
-pub const MAX_WEIGHT: i64 = 256;
 
 /// A `NonZeroUsize` from a constant. Only called to build the `const` items below, so a zero default
 /// fails the build; nothing here runs at run time.
@@ -114,123 +100,6 @@ fn nz_usize(n: i64) -> Option<NonZeroUsize> {
 
 fn nz_u32(n: i64) -> Option<NonZeroU32> {
     u32::try_from(n).ok().and_then(NonZeroU32::new)
-}
-
-/// Collects errors while checking.
-#[derive(Default)]
-pub(super) struct Checker {
-    errors: Vec<ConfigError>,
-}
-
-impl Checker {
-    pub(super) fn push(&mut self, e: ConfigError) {
-        self.errors.push(e);
-    }
-
-    /// `Some(n)` when present and within `[min, max]`; an error when present and outside.
-    pub(super) fn int(
-        &mut self,
-        field: String,
-        value: Option<i64>,
-        min: i64,
-        max: i64,
-    ) -> Option<i64> {
-        let n = value?;
-        if n < min || n > max {
-            self.push(ConfigError::OutOfRange {
-                field,
-                value: n,
-                min,
-                max,
-            });
-            return None;
-        }
-        Some(n)
-    }
-
-    pub(super) fn duration(
-        &mut self,
-        field: String,
-        value: Option<&str>,
-        default: Duration,
-    ) -> Duration {
-        let Some(text) = value else {
-            return default;
-        };
-        let out_of_range = |field| ConfigError::DurationOutOfRange {
-            field,
-            value: text.to_owned(),
-            min: MIN_DURATION,
-            max: MAX_DURATION,
-        };
-        match parse_duration(text) {
-            Ok(d) if (MIN_DURATION..=MAX_DURATION).contains(&d) => d,
-            Ok(_) | Err(DurationError::TooLarge) => {
-                self.push(out_of_range(field));
-                default
-            }
-            Err(reason) => {
-                self.push(ConfigError::InvalidDuration {
-                    field,
-                    value: text.to_owned(),
-                    reason,
-                });
-                default
-            }
-        }
-    }
-
-    /// Checks a name and its uniqueness within `seen` (name -> field path of its first entry). Returns
-    /// the path to use for the entry: `section["name"]` when the name is valid and new, else
-    /// `section[index]`.
-    fn entry_label(
-        &mut self,
-        section: &str,
-        index: usize,
-        name: &str,
-        seen: &mut HashMap<String, String>,
-        kind: &'static str,
-    ) -> String {
-        let by_index = format!("{section}[{index}]");
-        if let Err(reason) = check_name(name) {
-            self.push(ConfigError::InvalidName {
-                field: format!("{by_index}.name"),
-                value: name.to_owned(),
-                reason,
-            });
-            return by_index;
-        }
-        if let Some(first) = seen.get(name) {
-            self.push(ConfigError::DuplicateName {
-                field: format!("{by_index}.name"),
-                name: name.to_owned(),
-                first: first.clone(),
-                kind,
-            });
-            return by_index;
-        }
-        let by_name = format!("{section}[\"{name}\"]");
-        seen.insert(name.to_owned(), by_name.clone());
-        by_name
-    }
-
-    fn too_many(&mut self, field: String, what: &'static str, count: usize, max: usize) {
-        if count > max {
-            self.push(ConfigError::TooMany {
-                field,
-                what,
-                count,
-                max,
-            });
-        }
-    }
-
-    fn into_result<T>(self, value: T) -> Result<T, ConfigErrors> {
-        match ConfigErrors::from_vec(self.errors) {
-            None => Ok(value),
-            Some(errors) => Err(errors),
-        }
-    }
 }
 
 /// Backend names, for resolving `default_backend` and `route.backend`.
@@ -660,7 +529,12 @@ fn server(
         }
     };
     let weight = c
-        .int(format!("{label}.weight"), s.weight, 1, MAX_WEIGHT)
+        .int(
+            format!("{label}.weight"),
+            s.weight,
+            1,
+            i64::from(MAX_WEIGHT),
+        )
         .and_then(nz_u32)
         .unwrap_or(DEFAULT_WEIGHT);
     let extras = policy::server_extras(c, &label, backend, &name, s);

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 // Re-exported: the machine consumes what the probe produces.
-pub use super::probe::Verdict;
+pub use super::check_io::Verdict;
 
 /// Whether a server may take traffic as far as health checks are concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

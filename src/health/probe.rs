@@ -8,14 +8,16 @@
 //! The response head goes through the data plane's strict parser (`http::response`): a server that
 //! the proxy would answer 502 for does not pass a check either.
 
-use std::fmt;
-use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
+use super::check_io::{
+    connect, read_some, scratch_window, write_all, CheckError, Checked, Deadline, MAX_CHECK_BODY,
+    MAX_CHECK_HEAD,
+};
+pub use super::check_io::{Verdict, SCRATCH_LEN};
 use super::mysql::mysql_check;
 use crate::config::runtime::{CheckKind, HttpCheck};
 use crate::error::ProxyError;
@@ -23,28 +25,10 @@ use crate::http::chunked::ChunkedDecoder;
 use crate::http::response::{parse_response_head_into, RespFraming};
 use crate::limits::MAX_INTERIM_RESPONSES;
 
-/// Largest check response head: a health endpoint answers with a few short fields; anything larger is
-/// broken (the data plane allows `MAX_RESPONSE_HEAD`, but a check need not).
-pub const MAX_CHECK_HEAD: usize = 16 * 1024;
-/// How much of a check response body is searched for `expect_body`: health pages are small, and the
-/// bound keeps a server streaming an endless body from holding the check until its timeout.
-pub const MAX_CHECK_BODY: usize = 64 * 1024;
-/// Size of the reusable `scratch` buffer: one head plus the searched part of the body.
-pub const SCRATCH_LEN: usize = MAX_CHECK_HEAD + MAX_CHECK_BODY;
 /// `expect_body` is quoted in failure details up to this many characters, to keep log lines short.
 const MAX_DETAIL_NEEDLE: usize = 40;
-/// glommio rejects a zero timeout; an operation started with less time left gets this much.
-const MIN_OP_TIMEOUT: Duration = Duration::from_millis(1);
 
-/// The result of one check, as fed to [`super::machine::Machine::on_verdict`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    Pass,
-    Fail,
-    /// Alive but asking for no new sessions (404 with `disable_on_404`).
-    Drain,
-}
-
+/// What one check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub verdict: Verdict,
@@ -84,10 +68,7 @@ pub async fn probe(
     scratch: &mut Vec<u8>,
 ) -> Outcome {
     let start = Instant::now();
-    let deadline = Deadline {
-        at: start.checked_add(timeout),
-        timeout,
-    };
+    let deadline = Deadline::new(start, timeout);
     let result = match kind {
         CheckKind::Tcp => tcp_check(addr, &deadline).await,
         CheckKind::Http(check) => http_check(check, request, addr, &deadline, scratch).await,
@@ -104,84 +85,10 @@ pub async fn probe(
     }
 }
 
-/// The end of a check. `at` is `None` when `start + timeout` overflows (an absurd timeout): no bound.
-pub(super) struct Deadline {
-    at: Option<Instant>,
-    pub(super) timeout: Duration,
-}
-
-impl Deadline {
-    /// Time left for the next operation, or a timeout failure if none is left.
-    pub(super) fn left(&self) -> Result<Duration, CheckError> {
-        let Some(at) = self.at else {
-            return Ok(self.timeout);
-        };
-        let left = at.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(CheckError::Timeout(self.timeout));
-        }
-        Ok(left.max(MIN_OP_TIMEOUT))
-    }
-}
-
-/// Why a check failed; its Display is the outcome's detail.
-pub(super) enum CheckError {
-    Timeout(Duration),
-    Io(&'static str, io::Error),
-    Other(String),
-}
-
-impl fmt::Display for CheckError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CheckError::Timeout(t) => write!(f, "timeout after {t:?}"),
-            CheckError::Io(step, e) => write!(f, "{step}: {e}"),
-            CheckError::Other(s) => f.write_str(s),
-        }
-    }
-}
-
-impl CheckError {
-    /// Socket timeouts (ours, glommio's, the kernel's) all read as the check's timeout.
-    pub(super) fn io(step: &'static str, e: io::Error, deadline: &Deadline) -> CheckError {
-        if e.kind() == io::ErrorKind::TimedOut {
-            CheckError::Timeout(deadline.timeout)
-        } else {
-            CheckError::Io(step, e)
-        }
-    }
-}
-
-pub(super) type Checked = Result<(Verdict, String), CheckError>;
-
-pub(super) async fn connect(
-    addr: SocketAddr,
-    deadline: &Deadline,
-) -> Result<TcpStream, CheckError> {
-    let left = deadline.left()?;
-    TcpStream::connect_timeout(addr, left)
-        .await
-        .map_err(|e| CheckError::io("connect", io::Error::from(e), deadline))
-}
-
 async fn tcp_check(addr: SocketAddr, deadline: &Deadline) -> Checked {
     // Dropping the stream closes it: the check is the completed handshake.
     let _stream = connect(addr, deadline).await?;
     Ok((Verdict::Pass, "connected".to_string()))
-}
-
-/// One read into `buf` with the time left; Ok(0) is EOF.
-pub(super) async fn read_some(
-    s: &mut TcpStream,
-    buf: &mut [u8],
-    deadline: &Deadline,
-) -> Result<usize, CheckError> {
-    let left = deadline.left()?;
-    s.set_read_timeout(Some(left))
-        .map_err(|e| CheckError::io("read", io::Error::from(e), deadline))?;
-    s.read(buf)
-        .await
-        .map_err(|e| CheckError::io("read", e, deadline))
 }
 
 async fn http_check(
@@ -192,17 +99,9 @@ async fn http_check(
     scratch: &mut Vec<u8>,
 ) -> Checked {
     let mut s = connect(addr, deadline).await?;
-    let left = deadline.left()?;
-    s.set_write_timeout(Some(left))
-        .map_err(|e| CheckError::io("write", io::Error::from(e), deadline))?;
-    s.write_all(request)
-        .await
-        .map_err(|e| CheckError::io("write", e, deadline))?;
+    write_all(&mut s, request, deadline).await?;
 
-    if scratch.len() < SCRATCH_LEN {
-        scratch.resize(SCRATCH_LEN, 0);
-    }
-    let buf = &mut scratch[..SCRATCH_LEN];
+    let buf = scratch_window(scratch);
     let head_request = check.method.eq_ignore_ascii_case("HEAD");
     let (status, framing, body_start, filled) =
         read_head(&mut s, buf, head_request, deadline).await?;
