@@ -17,18 +17,11 @@ use crate::config::Frontend;
 use crate::error::ProxyError;
 use crate::http::request::{BodyFraming, RequestHead};
 use crate::http::response::ResponseHead;
-use crate::proxy::route::{pick_input, route};
+use crate::proxy::route::{pick_input, route, Req};
 use crate::proxy::{respond, send, ClientConn};
 use crate::stream::Stream;
 use crate::upstream::{BackendCtx, Failover};
 use crate::worker::WorkerCtx;
-
-/// What every phase after routing reads: the frontend, the chosen backend and the request head.
-pub(super) struct Req<'a> {
-    pub f: &'a Frontend,
-    pub backend: &'a BackendCtx,
-    pub head: &'a RequestHead,
-}
 
 /// Runs one exchange after its head was read. Ok(true): keep the client connection open.
 pub(super) async fn run<S: Stream>(

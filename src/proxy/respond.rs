@@ -10,7 +10,7 @@ use crate::http::request::{Method, RequestHead};
 use crate::http::response::{RespFraming, ResponseHead};
 use crate::http::write::{write_response_head, ClientFraming, ConnectionField};
 use crate::proxy::body::{copy_body, BodyError, BodyFailure, Encode, Sink, Source, SrcFraming};
-use crate::proxy::exchange::Req;
+use crate::proxy::route::Req;
 use crate::proxy::tunnel::tunnel;
 use crate::proxy::ClientConn;
 use crate::stream::Stream;

@@ -10,6 +10,14 @@ use crate::http::request::RequestHead;
 use crate::http::{cookie, path, HeaderField};
 use crate::upstream::BackendCtx;
 
+/// A routed request, what every phase after routing reads: the frontend, the chosen backend and the
+/// request head.
+pub(super) struct Req<'a> {
+    pub f: &'a Frontend,
+    pub backend: &'a BackendCtx,
+    pub head: &'a RequestHead,
+}
+
 /// Picks the backend: routes in order, first match wins, else the default (host compared
 /// case-insensitively, RFC 9110 §4.2.3; path prefixes against the normalized path, see
 /// `http::path`, with `scratch` holding it when it differs from the raw one).

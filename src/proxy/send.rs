@@ -18,7 +18,7 @@ use crate::http::write::{
 };
 use crate::limits::MAX_INTERIM_RESPONSES;
 use crate::proxy::body::{copy_body, request_body, BodyError, Sink, Source};
-use crate::proxy::exchange::Req;
+use crate::proxy::route::Req;
 use crate::proxy::ClientConn;
 use crate::stream::Stream;
 use crate::upstream::Failover;
