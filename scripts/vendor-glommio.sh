@@ -97,6 +97,9 @@ done
 if [[ $mode == write ]]; then
     rm -rf "$TARGET"
     cp -a "$tree" "$TARGET"
+    # The release's files carry their 2006 timestamps: older than any build, so cargo would keep a
+    # glommio built from what was there before. Stamped now, the next build recompiles it.
+    find "$TARGET" -exec touch {} +
     echo "wrote vendor/glommio: glommio $VERSION + ${#patches[@]} patches"
     exit 0
 fi
