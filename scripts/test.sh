@@ -21,7 +21,9 @@ step "Checking what the tests need"
 # - haproxy, jq: the benchmark script's own test (loadgen/tests/stack_bench.rs) puts HAProxy beside
 #   corelb, and the script reads loadgen's JSON with jq.
 # - shellcheck: lints the shell scripts (a step below).
-APT_NEEDS=(mariadbd:mariadb-server mariadb:mariadb-client ss:iproute2 haproxy:haproxy jq:jq shellcheck:shellcheck)
+# - curl: scripts/vendor-glommio.sh downloads the glommio release that vendor/glommio is patched from.
+APT_NEEDS=(mariadbd:mariadb-server mariadb:mariadb-client ss:iproute2 haproxy:haproxy jq:jq shellcheck:shellcheck
+    curl:curl)
 missing=()
 for need in "${APT_NEEDS[@]}"; do
     cmd=${need%%:*}
@@ -64,6 +66,8 @@ run_step() { # name cmd...
 }
 
 run_step fmt cargo fmt --all -- --check
+# vendor/glommio must be glommio's release plus vendor/patches/glommio and nothing else (needs crates.io).
+run_step vendor bash scripts/vendor-glommio.sh --check
 run_step clippy cargo clippy --workspace --all-targets -- -D warnings
 run_step test cargo test --workspace --no-fail-fast
 if command -v shellcheck > /dev/null 2>&1; then

@@ -1,5 +1,6 @@
-//! The vendored glommio's lazy preemption timers (vendor/README.md, patch 4): an executor keeps an
-//! armed latency-ring timer across wake-ups instead of cancelling and re-arming it every time. These
+//! The vendored glommio's lazy preemption timers
+//! (vendor/patches/glommio/0004-preemption-timers-kept-armed.patch): an executor keeps an armed
+//! latency-ring timer across wake-ups instead of cancelling and re-arming it every time. These
 //! tests hold what that must not break: every sleep still ends (also a sub-microsecond one that fires
 //! while it is being armed, right after I/O), a sleep longer than the preemption period still ends
 //! on time, and an idle executor with no timer sleeps instead of waking up periodically.
@@ -178,4 +179,47 @@ fn an_idle_executor_sleeps_without_waking() {
         idle_cpu < Duration::from_millis(20),
         "the idle executor used {idle_cpu:?} of CPU in {waited:?}"
     );
+}
+
+/// Runs of page-cache file reads, each read awaited in turn, on executors with glommio's default
+/// preemption timer: every run must finish. Found while writing tests/glommio_clock_reads.rs: with
+/// patch 4 one run of 2 000 reads in ~25 never finishes (the executor sleeps in
+/// io_uring_enter with the read's task never woken); with patches 1-3 only (20 tries of the
+/// clock-read test's 2 x 2 000 reads) or with a preemption timer longer than the run (30 tries),
+/// none hung. corelb does no file I/O, so this is ignored until patch 4 is fixed:
+/// `cargo test --test glommio_timers -- --ignored`.
+#[test]
+#[ignore = "lost wake-up with patch 4 during file reads across preemptions; corelb does no file I/O"]
+fn file_reads_across_preemptions_all_finish() {
+    /// Runs, and reads per run (~0.3 s each in a debug build): with patch 4, 2 of 6 tries of 8 runs
+    /// hung, so 24 runs hang in most tries.
+    const RUNS: usize = 24;
+    const READS: u64 = 2000;
+    let dir = std::env::temp_dir().join(format!("corelb-glommio-reads-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("data");
+    std::fs::write(&path, vec![7u8; 4096]).expect("write temp file");
+    for run in 0..RUNS {
+        let file_path = path.clone();
+        let (tx, rx) = mpsc::channel();
+        LocalExecutorBuilder::default()
+            .io_memory(1 << 20)
+            .spawn(move || async move {
+                let f = glommio::io::BufferedFile::open(&file_path)
+                    .await
+                    .expect("open");
+                for i in 0..READS {
+                    f.read_at(i % 64 * 64, 64).await.expect("read");
+                }
+                f.close().await.expect("close");
+                let _ = tx.send(());
+            })
+            .expect("executor");
+        let finished = rx.recv_timeout(TEST_DEADLINE / 4).is_ok();
+        if !finished {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        assert!(finished, "run {run} of {READS} file reads never finished");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

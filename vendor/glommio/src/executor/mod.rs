@@ -2497,6 +2497,24 @@ impl ExecutorProxy {
         });
     }
 
+    /// corelb patch: whether this executor's io_uring rings were set up with
+    /// `IORING_SETUP_COOP_TASKRUN` (false on a kernel older than 5.19, which
+    /// rejects the flag, so glommio fell back to plain rings).
+    pub fn io_uring_coop_taskrun(&self) -> bool {
+        #[cfg(not(feature = "native-tls"))]
+        return LOCAL_EX.with(|local_ex| local_ex.get_reactor().sys.coop_taskrun());
+
+        #[cfg(feature = "native-tls")]
+        return unsafe {
+            LOCAL_EX
+                .as_ref()
+                .expect("this thread doesn't have a LocalExecutor running")
+                .get_reactor()
+                .sys
+                .coop_taskrun()
+        };
+    }
+
     /// Returns an [`IoStats`] struct with information about IO performed by
     /// this executor's reactor
     ///

@@ -932,6 +932,12 @@ impl SleepableRing {
         })
     }
 
+    /// corelb patch: whether the kernel set this ring up with COOP_TASKRUN (false: the fallback).
+    fn coop_taskrun(&self) -> bool {
+        iou::SetupFlags::from_bits_truncate(self.ring.raw().flags)
+            .contains(iou::SetupFlags::COOP_TASKRUN)
+    }
+
     fn ring_fd(&self) -> RawFd {
         self.ring.raw().ring_fd
     }
@@ -2023,6 +2029,11 @@ impl Reactor {
             }
             _ => self.main_ring.borrow_mut(),
         }
+    }
+
+    /// corelb patch: whether both sleepable rings (main and latency) use COOP_TASKRUN.
+    pub(crate) fn coop_taskrun(&self) -> bool {
+        self.main_ring.borrow().coop_taskrun() && self.latency_ring.borrow().coop_taskrun()
     }
 
     pub fn io_stats(&self) -> IoStats {
