@@ -33,7 +33,7 @@ pub(super) async fn run<S: Stream>(
     request_filter(f, &head)?;
     let ctx = c.ctx.clone();
     let bi = route(f, c.cbuf.filled(), &head, &mut c.route_path);
-    c.record.backend = bi as u16;
+    c.record.backend = u16::try_from(bi).unwrap_or(crate::record::NONE_INDEX);
     let req = Req {
         f,
         backend: &ctx.backends[bi],

@@ -87,7 +87,7 @@ pub(super) async fn forward<S: Stream>(
     let mut stale_retry_used = false;
     loop {
         let server = failover.server();
-        c.record.server = server as u16;
+        c.record.server = u16::try_from(server).unwrap_or(crate::record::NONE_INDEX);
         let (mut b, reused) = match backend.connection(server, fresh_only).await {
             Ok(conn) => conn,
             Err(e) => {
