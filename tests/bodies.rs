@@ -1,11 +1,9 @@
 //! Bodies in both directions, both framings, small to 1 GiB; corelb streams them in constant memory.
 
-mod common;
-
-use common::backends::{echo, Backend, Next};
-use common::client::{get_req, Client, Framing};
-use common::corelb::{Cfg, Corelb};
-use common::{write_chunked_pattern, write_pattern, Pattern};
+use corelb_testkit::backends::{echo, Backend, Next};
+use corelb_testkit::client::{get_req, Client, Framing};
+use corelb_testkit::process::{Cfg, Corelb};
+use corelb_testkit::{write_chunked_pattern, write_pattern, Pattern};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

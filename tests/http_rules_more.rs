@@ -2,11 +2,9 @@
 //! status lines without a reason phrase, 1xx from the backend, HTTP/1.0 keep-alive and Expect, 304
 //! metadata, trusted forwarding fields, and routing on a Host with a trailing dot.
 
-mod common;
-
-use common::backends::{echo, Backend, Next};
-use common::client::{get_req, Client, Framing};
-use common::corelb::{Cfg, Corelb};
+use corelb_testkit::backends::{echo, Backend, Next};
+use corelb_testkit::client::{get_req, Client, Framing};
+use corelb_testkit::process::{Cfg, Corelb};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;

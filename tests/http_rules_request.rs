@@ -3,12 +3,10 @@
 //! request reaches a backend: a request whose head is faulty never even opens a backend connection,
 //! and one whose (streamed) chunked body turns out faulty reaches it only as a cut-off body.
 
-mod common;
-
-use common::backends::Backend;
-use common::client::{Client, RESPONSE_DEADLINE};
-use common::corelb::{Cfg, Corelb};
-use common::{assert_local_error, expect_rejected};
+use corelb_testkit::backends::Backend;
+use corelb_testkit::client::{Client, RESPONSE_DEADLINE};
+use corelb_testkit::process::{Cfg, Corelb};
+use corelb_testkit::{assert_local_error, expect_rejected};
 use std::time::Duration;
 
 /// One echo backend behind corelb with the given extra limits.
@@ -534,7 +532,7 @@ fn request_body_cut_short_by_the_client_never_reaches_the_backend_as_complete() 
         assert!(
             matches!(
                 c.read_to_eof(Duration::from_secs(10)),
-                common::client::Eof::Closed(_)
+                corelb_testkit::client::Eof::Closed(_)
             ),
             "case {i}: connection left open after the client's EOF mid-body"
         );
@@ -562,7 +560,7 @@ fn obs_text_in_field_values_is_forwarded_unchanged() {
     assert_eq!(c.read_response().status, 200);
     let req = a.last();
     assert!(
-        common::find(&req.head.raw, b"caf\xc3\xa9 \xe2\x82\xac").is_some(),
+        corelb_testkit::find(&req.head.raw, b"caf\xc3\xa9 \xe2\x82\xac").is_some(),
         "obs-text value changed: {}",
         req.head.raw_str()
     );

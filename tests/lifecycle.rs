@@ -1,11 +1,9 @@
 //! Process and connection lifecycle: graceful shutdown, maxconn, client timeouts.
 
-mod common;
-
-use common::backends::Backend;
-use common::client::{get_req, Client, Eof};
-use common::corelb::{Cfg, Corelb};
-use common::{assert_local_error, wait_for};
+use corelb_testkit::backends::Backend;
+use corelb_testkit::client::{get_req, Client, Eof};
+use corelb_testkit::process::{Cfg, Corelb};
+use corelb_testkit::{assert_local_error, wait_for};
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};

@@ -1,11 +1,9 @@
 //! Basic proxying: balancing, connection reuse, request re-serialization, pipelining, HEAD/204/304,
 //! Expect: 100-continue.
 
-mod common;
-
-use common::backends::{Backend, Next};
-use common::client::{get_req, Client};
-use common::corelb::{Cfg, Corelb};
+use corelb_testkit::backends::{Backend, Next};
+use corelb_testkit::client::{get_req, Client};
+use corelb_testkit::process::{Cfg, Corelb};
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -1,0 +1,115 @@
+//! Test support for corelb's and loadgen's tests (a dev-dependency of both; it depends on neither).
+//!
+//! - [`wire`]: a strict head parser, a buffered reader with deadlines, the large-body `Pattern`.
+//! - [`backends`], [`controlled`]: mock backends, well-behaved and misbehaving (slow, stalled,
+//!   reset or closed mid-body, garbage), and one that really dies and comes back.
+//! - [`client`]: a raw HTTP/1.1 client and assertions on corelb's answers.
+//! - [`process`]: a corelb process on port 0 (and the config it runs); [`cluster`]: multi-server configs.
+//! - [`mariadb`]: a real MariaDB primary/replica pair; [`tools`]: the CI gate, bounded commands.
+//! - [`latency`]: an HTTP server with a known latency model, for the load generator's tests.
+//! - Here: waiting for a state with a deadline, and free ports.
+//!
+//! Every blocking operation has a timeout and every loop a bound, so a broken proxy makes a test fail
+//! with a message instead of hanging the suite.
+
+pub mod backends;
+pub mod client;
+pub mod cluster;
+pub mod controlled;
+pub mod latency;
+pub mod mariadb;
+pub mod process;
+pub mod tools;
+pub mod wire;
+
+pub use client::{assert_aborted, assert_local_error, expect_rejected};
+pub use tools::{require_or_skip, run_bounded};
+pub use wire::{find, write_chunked_pattern, write_pattern, Head, Pattern, Wire};
+
+use std::fmt::{Debug, Display};
+use std::net::{SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+/// The workspace root (this crate is one of its members).
+pub const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+
+/// Pause between two looks at a condition: short against every bound in the tests (the shortest are
+/// a few hundred ms), long enough that polling does not load the 2-core machine.
+pub const POLL: Duration = Duration::from_millis(10);
+
+/// Call `probe` every `pause` until it returns Some or `within` has passed; the value, or None at the
+/// deadline. The probe always runs at least once, and once more at the deadline.
+pub fn poll_for<T>(
+    within: Duration,
+    pause: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = probe() {
+            return Some(v);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        // The one sleep of a wait: a pause between looks, cut short at the deadline.
+        std::thread::sleep(pause.min(deadline - now));
+    }
+}
+
+/// Poll `cond` every POLL until it is true or `within` passes; whether it became true.
+pub fn wait_for(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    poll_for(within, POLL, || cond().then_some(())).is_some()
+}
+
+/// Poll `cond` every POLL until it is true; panics naming `what` if it is not within `within`.
+/// Returns how long it took.
+pub fn wait_until(
+    within: Duration,
+    what: impl Display,
+    mut cond: impl FnMut() -> bool,
+) -> Duration {
+    let start = Instant::now();
+    poll_until(within, POLL, what, || {
+        if cond() {
+            Ok(())
+        } else {
+            Err("false")
+        }
+    });
+    start.elapsed()
+}
+
+/// Call `probe` every `pause` until it returns Ok; panics naming `what` and the last Err if that
+/// does not happen within `within`. For probes that are costly (a database login, a child process)
+/// pass a longer pause than POLL.
+pub fn poll_until<T, E: Debug>(
+    within: Duration,
+    pause: Duration,
+    what: impl Display,
+    mut probe: impl FnMut() -> Result<T, E>,
+) -> T {
+    let mut last = None;
+    let got = poll_for(within, pause, || match probe() {
+        Ok(v) => Some(v),
+        Err(e) => {
+            last = Some(e);
+            None
+        }
+    });
+    got.unwrap_or_else(|| panic!("{what}: not within {within:?}; last: {last:?}"))
+}
+
+/// A port on 127.0.0.1 that was free a moment ago (bound to port 0, then released), for programs
+/// that must be told their port (MariaDB, app nodes, HAProxy).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local_addr").port()
+}
+
+/// A port on 127.0.0.1 that refuses connections (bound then released; nothing else in the test
+/// process binds fixed ports, so it stays free for the test's duration in practice).
+pub fn refused_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}

@@ -1,0 +1,88 @@
+//! The tests' contact with the machine: whether a tool is installed (and the CI gate when it is not),
+//! commands run with a deadline, and which processes are still running.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+/// Installs every Debian package the tests may need (scripts/test.sh does this in CI).
+pub const INSTALL_CMD: &str = "apt-get update && apt-get install -y -o DPkg::Lock::Timeout=120 \
+                               mariadb-server mariadb-client haproxy jq";
+
+/// Whether `cmd` is on PATH or in an sbin directory (server binaries; a non-root PATH may lack them).
+pub fn installed(cmd: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"].map(PathBuf::from))
+        .any(|dir| dir.join(cmd).is_file())
+}
+
+pub fn mariadbd_installed() -> bool {
+    installed("mariadbd")
+}
+
+/// Whether this is a CI run (CI=true).
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// The gate of a test that needs external tools: true when every one of `tools` is installed.
+/// Otherwise it prints `SKIPPED <test>: ...` and returns false, so the test returns and passes,
+/// except under CI (CI=true), where it panics: CI is expected to install them.
+pub fn require_or_skip(test: &str, tools: &[&str]) -> bool {
+    let missing: Vec<&str> = tools.iter().copied().filter(|t| !installed(t)).collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let msg = format!("{missing:?} not installed. Install: {INSTALL_CMD}");
+    assert!(!in_ci(), "{test}: CI must run this test, but {msg}");
+    eprintln!("SKIPPED {test}: {msg}");
+    false
+}
+
+/// Runs a command with a deadline; kills it (by its PID) when the deadline passes, then panics.
+pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(out) => out.expect("wait"),
+        Err(_) => {
+            // SAFETY: kill(2) on the PID of a child this test started and has not reaped.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            panic!("{cmd:?} did not finish within {timeout:?}");
+        }
+    }
+}
+
+/// PIDs of processes whose command line mentions `needle`.
+pub fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        // A zombie has an empty command line: it is already stopped.
+        if String::from_utf8_lossy(&cmdline).contains(needle) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
