@@ -112,6 +112,7 @@ fn backend_stalling_mid_body_is_cut_off_after_the_body_timeout() {
             if w.stream.write_all(&out).is_err() {
                 return Next::Close;
             }
+            // A stalled backend on purpose.
             std::thread::sleep(HOLD);
             Next::Close
         }),

@@ -56,6 +56,7 @@ fn late_bytes_backend() -> Backend {
             if w.stream.write_all(resp).is_err() {
                 return Next::Close;
             }
+            // A late backend on purpose.
             std::thread::sleep(STRAY_DELAY);
             if w.stream.write_all(late).is_err() {
                 return Next::Close;
@@ -90,6 +91,8 @@ fn late_bytes_never_reach_the_next_client(
         r.head.raw_str()
     );
     drop(a);
+    // Time passes on purpose: the stray bytes come STRAY_DELAY after the response, and nothing
+    // observable says when corelb has read them.
     std::thread::sleep(STRAY_DELAY + Duration::from_millis(300));
     for i in 0..4 {
         let mut c = Client::connect(lb.addr);

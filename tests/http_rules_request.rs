@@ -53,7 +53,8 @@ fn run_body_cases(a: &Backend, lb: &Corelb, cases: &[(Vec<u8>, u16)]) {
         let path = format!("/after-cases-{i}");
         assert_eq!(c.get(&path).body_str(), format!("a GET {path}"));
     }
-    // The mock logs a read error as soon as it sees bytes it cannot frame.
+    // The mock logs a read error as soon as it sees bytes it cannot frame. A quiet window, on
+    // purpose: the assertion is that no such error comes, and absence has no state to poll.
     std::thread::sleep(Duration::from_millis(100));
     for e in a.errors() {
         assert!(
@@ -397,6 +398,7 @@ fn local_answer_never_leaves_body_bytes_to_be_read_as_a_request() {
     raw.extend_from_slice(smuggled.as_bytes());
     let _ = c.try_send(&raw);
     let _ = c.read_to_eof(Duration::from_secs(5));
+    // A quiet window, on purpose: the assertion is that no smuggled request ever arrives.
     std::thread::sleep(Duration::from_millis(200));
     assert!(
         a.requests()
@@ -537,6 +539,7 @@ fn request_body_cut_short_by_the_client_never_reaches_the_backend_as_complete() 
             "case {i}: connection left open after the client's EOF mid-body"
         );
     }
+    // A quiet window, on purpose: the assertion is that no complete request ever arrives.
     std::thread::sleep(Duration::from_millis(200));
     let leaked: Vec<String> = a
         .requests()

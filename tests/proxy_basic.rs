@@ -518,6 +518,7 @@ fn requests_dribbled_byte_by_byte_are_parsed_correctly() {
                 GET /after HTTP/1.1\r\nHost: h\r\n\r\n";
     for b in raw.iter() {
         c.send(&[*b]);
+        // A slow client on purpose: one byte per segment.
         std::thread::sleep(Duration::from_millis(1));
     }
     assert_eq!(c.read_response().body_str(), "abcdefg");

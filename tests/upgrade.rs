@@ -190,6 +190,7 @@ fn idle_tunnel_is_closed_after_the_idle_timeout() {
             msg.as_bytes(),
             "tunnel in use was closed (round {i})"
         );
+        // A slow client on purpose: the tunnel is in use, but slowly.
         std::thread::sleep(Duration::from_millis(200));
     }
     c.send(b"last");
