@@ -113,3 +113,57 @@ pub fn free_port() -> u16 {
 pub fn refused_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[test]
+    fn poll_for_returns_the_first_value() {
+        let n = Cell::new(0);
+        let got = poll_for(Duration::from_secs(5), Duration::ZERO, || {
+            n.set(n.get() + 1);
+            (n.get() == 3).then_some(n.get())
+        });
+        assert_eq!(got, Some(3));
+    }
+
+    #[test]
+    fn poll_for_gives_up_at_the_deadline() {
+        let start = Instant::now();
+        let looks = Cell::new(0);
+        let got: Option<()> = poll_for(Duration::from_millis(100), POLL, || {
+            looks.set(looks.get() + 1);
+            None
+        });
+        let took = start.elapsed();
+        assert_eq!(got, None);
+        assert!(took >= Duration::from_millis(100), "{took:?}");
+        assert!(took < Duration::from_secs(5), "{took:?}");
+        assert!(looks.get() >= 2, "looked {} times", looks.get());
+    }
+
+    #[test]
+    fn wait_until_returns_once_true() {
+        let t = Instant::now() + Duration::from_millis(30);
+        let took = wait_until(Duration::from_secs(5), "time to pass", || {
+            Instant::now() >= t
+        });
+        assert!(took >= Duration::from_millis(30) && took < Duration::from_secs(5));
+    }
+
+    #[test]
+    #[should_panic(expected = "the answer: not within 50ms; last: Some(41)")]
+    fn poll_until_names_what_and_the_last_value() {
+        poll_until(Duration::from_millis(50), POLL, "the answer", || {
+            Err::<(), _>(41)
+        });
+    }
+
+    #[test]
+    fn refused_addr_refuses() {
+        let a = refused_addr();
+        assert!(std::net::TcpStream::connect_timeout(&a, Duration::from_secs(5)).is_err());
+    }
+}

@@ -32,12 +32,18 @@ pub fn in_ci() -> bool {
 /// Otherwise it prints `SKIPPED <test>: ...` and returns false, so the test returns and passes,
 /// except under CI (CI=true), where it panics: CI is expected to install them.
 pub fn require_or_skip(test: &str, tools: &[&str]) -> bool {
+    gate(test, tools, in_ci())
+}
+
+/// `require_or_skip` with CI passed in (so the CI branch is testable without touching the
+/// process environment, which the test threads share).
+fn gate(test: &str, tools: &[&str], ci: bool) -> bool {
     let missing: Vec<&str> = tools.iter().copied().filter(|t| !installed(t)).collect();
     if missing.is_empty() {
         return true;
     }
     let msg = format!("{missing:?} not installed. Install: {INSTALL_CMD}");
-    assert!(!in_ci(), "{test}: CI must run this test, but {msg}");
+    assert!(!ci, "{test}: CI must run this test, but {msg}");
     eprintln!("SKIPPED {test}: {msg}");
     false
 }
@@ -85,4 +91,41 @@ pub fn processes_mentioning(needle: &str) -> Vec<u32> {
         }
     }
     pids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tool no machine has.
+    const NO_SUCH_TOOL: &str = "corelb-testkit-no-such-tool";
+
+    #[test]
+    fn gate_passes_when_installed_skips_when_missing() {
+        assert!(gate("t", &["sh"], true), "sh is on every machine");
+        assert!(gate("t", &[], true));
+        assert!(!gate("t", &["sh", NO_SUCH_TOOL], false));
+    }
+
+    #[test]
+    #[should_panic(expected = "CI must run this test")]
+    fn gate_fails_under_ci_when_missing() {
+        gate("t", &[NO_SUCH_TOOL], true);
+    }
+
+    #[test]
+    fn run_bounded_returns_the_output() {
+        let out = run_bounded(
+            Command::new("sh").args(["-c", "echo hi"]),
+            Duration::from_secs(10),
+        );
+        assert!(out.status.success());
+        assert_eq!(out.stdout, b"hi\n");
+    }
+
+    #[test]
+    #[should_panic(expected = "did not finish within")]
+    fn run_bounded_kills_at_the_deadline() {
+        run_bounded(Command::new("sleep").arg("30"), Duration::from_millis(200));
+    }
 }
