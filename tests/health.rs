@@ -873,6 +873,7 @@ fn start_down_waits_for_rise_passing_checks() {
         "UP after {} checks, rise is {RISE}",
         s1.health_reqs()
     );
+    // The design bound under test: within PROPAGATION of the log line, every worker routes by it.
     thread::sleep(PROPAGATION);
     let m = spread(&lb, PROBES, "/after");
     assert_eq!(count(&m, "s1"), PROBES, "{m:?}");
