@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::backends::{echo, Backend, Next};
 use crate::client::Response;
 use crate::process::Corelb;
-use crate::wait_for;
+use crate::wait::wait_for;
 
 /// A corelb config with frontend "fe" -> backend "be". `keys` are backend keys (algorithm...),
 /// `tables` backend subtables ([backend.check]...), each server gets its own extra lines.

@@ -5,7 +5,7 @@ use crate::backends::{
     read_request, Request, ACCEPT_RETRY, IO_TIMEOUT, MAX_CONNS, MAX_RECORDED, MAX_REQS_PER_CONN,
     WAKE_TIMEOUT,
 };
-use crate::poll_until;
+use crate::wait::poll_until;
 use crate::wire::Wire;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use crate::free_port;
+use crate::tools::free_port;
 use crate::tools::run_bounded;
 
 /// The stack's MariaDB script (loadgen/stack/mariadb.sh).

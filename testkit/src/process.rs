@@ -12,7 +12,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::tools::run_bounded;
-use crate::{poll_for, POLL, WORKSPACE};
+use crate::wait::{poll_for, POLL};
+
+/// The workspace root (the test-support crate is one of its members).
+pub const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 /// How long corelb may take to print `ready` (a debug build on a loaded 2-core CI machine).
 const STARTUP_DEADLINE: Duration = Duration::from_secs(10);

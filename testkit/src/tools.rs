@@ -1,6 +1,7 @@
 //! The tests' contact with the machine: whether a tool is installed (and the CI gate when it is not),
 //! commands run with a deadline, and which processes are still running.
 
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
@@ -93,6 +94,19 @@ pub fn processes_mentioning(needle: &str) -> Vec<u32> {
     pids
 }
 
+/// A port on 127.0.0.1 that was free a moment ago (bound to port 0, then released), for programs
+/// that must be told their port (MariaDB, app nodes, HAProxy).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local_addr").port()
+}
+
+/// A port on 127.0.0.1 that refuses connections (bound then released; nothing else in the test
+/// process binds fixed ports, so it stays free for the test's duration in practice).
+pub fn refused_addr() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], free_port()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +141,11 @@ mod tests {
     #[should_panic(expected = "did not finish within")]
     fn run_bounded_kills_at_the_deadline() {
         run_bounded(Command::new("sleep").arg("30"), Duration::from_millis(200));
+    }
+
+    #[test]
+    fn refused_addr_refuses() {
+        let a = refused_addr();
+        assert!(std::net::TcpStream::connect_timeout(&a, Duration::from_secs(5)).is_err());
     }
 }
