@@ -36,6 +36,9 @@ const STALL_FOR: Duration = Duration::from_secs(20);
 /// How often a stalled handler looks whether its mock was dropped.
 const STALL_STEP: Duration = Duration::from_millis(20);
 
+/// What `Backend::garbage` answers: no status line, a NUL, no CRLFCRLF.
+pub const GARBAGE: &[u8] = b"\x00garbage, not HTTP\n";
+
 /// Sent through an upgraded tunnel, makes `upgrade_echo` close its side after echoing it.
 pub const TUNNEL_CLOSE: &[u8] = b"\x00CLOSE\x00";
 
@@ -216,6 +219,24 @@ impl Backend {
                 Next::Close
             }),
         )
+    }
+    /// Head with Content-Length: 100000, then 1000 body bytes, then a clean close (FIN): the body
+    /// ends early without an error on the socket.
+    pub fn close_mid_body(name: &str) -> Backend {
+        Backend::start(
+            name,
+            None,
+            Arc::new(|_, w, _| {
+                let mut out = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n".to_vec();
+                out.extend_from_slice(&Pattern::vec(1000));
+                let _ = w.stream.write_all(&out);
+                Next::Close
+            }),
+        )
+    }
+    /// Answers every request with bytes that are not HTTP, then closes.
+    pub fn garbage(name: &str) -> Backend {
+        Self::fixed(name, GARBAGE, true)
     }
     /// Head with Content-Length: 100000, then 1000 body bytes, then a TCP reset.
     pub fn reset_mid_body(name: &str) -> Backend {

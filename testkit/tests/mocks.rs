@@ -1,8 +1,8 @@
 //! The mocks themselves, without corelb: what they answer, and that dropping or killing one really
 //! closes its port (their accept loops block and are woken on purpose).
 
-use corelb_testkit::backends::Backend;
-use corelb_testkit::client::{get_req, Client, Framing};
+use corelb_testkit::backends::{Backend, GARBAGE};
+use corelb_testkit::client::{get_req, Client, Eof, Framing};
 use corelb_testkit::controlled::Controlled;
 use corelb_testkit::{wait_for, wait_until, Pattern};
 use std::net::{SocketAddr, TcpStream};
@@ -47,6 +47,29 @@ fn reset_mid_body_cuts_the_response_off() {
         .try_read_response(false, Duration::from_secs(10))
         .expect_err("the body is cut off");
     corelb_testkit::assert_aborted(&e, 200, Framing::Length(100_000), 1000);
+}
+
+#[test]
+fn close_mid_body_ends_the_body_early_with_a_fin() {
+    let b = Backend::close_mid_body("c");
+    let mut c = Client::connect(b.addr);
+    c.send(&get_req("/"));
+    let e = c
+        .try_read_response(false, Duration::from_secs(10))
+        .expect_err("the body is cut off");
+    assert_eq!(e.error.kind(), std::io::ErrorKind::UnexpectedEof, "{e}");
+    corelb_testkit::assert_aborted(&e, 200, Framing::Length(100_000), 1000);
+}
+
+#[test]
+fn garbage_is_not_http() {
+    let b = Backend::garbage("g");
+    let mut c = Client::connect(b.addr);
+    c.send(&get_req("/"));
+    match c.read_to_eof(Duration::from_secs(10)) {
+        Eof::Closed(bytes) => assert_eq!(bytes, GARBAGE),
+        other => panic!("garbage mock did not close: {other:?}"),
+    }
 }
 
 #[test]
