@@ -1,11 +1,9 @@
 //! Backends that are down, slow, broken, or close keep-alive connections under corelb's feet.
 
-mod common;
-
-use common::backends::{Backend, Next};
-use common::client::{get_req, Client, Framing};
-use common::corelb::{Cfg, Corelb};
-use common::{assert_aborted, assert_local_error, expect_rejected, refused_addr, Pattern};
+use corelb_testkit::backends::{Backend, Next};
+use corelb_testkit::client::{get_req, Client, Framing};
+use corelb_testkit::process::{Cfg, Corelb};
+use corelb_testkit::{assert_aborted, assert_local_error, expect_rejected, refused_addr, Pattern};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -114,6 +112,7 @@ fn backend_stalling_mid_body_is_cut_off_after_the_body_timeout() {
             if w.stream.write_all(&out).is_err() {
                 return Next::Close;
             }
+            // A stalled backend on purpose.
             std::thread::sleep(HOLD);
             Next::Close
         }),

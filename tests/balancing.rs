@@ -4,13 +4,11 @@
 //!
 //! Balancing is per worker, so tests that assert exact sequences run one worker.
 
-mod common;
-
-use common::backends::{echo, Backend};
-use common::client::{Client, Response};
-use common::cluster::{checked, config, served_by, wait_log};
-use common::corelb::Corelb;
-use common::wait_for;
+use corelb_testkit::backends::{echo, Backend};
+use corelb_testkit::client::{Client, Response};
+use corelb_testkit::cluster::{checked, config, served_by, wait_log};
+use corelb_testkit::process::Corelb;
+use corelb_testkit::wait_for;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
@@ -364,7 +362,7 @@ fn connect_from(ip: Ipv4Addr, addr: SocketAddr) -> Client {
     let stream: TcpStream = s.into();
     stream.set_nodelay(true).expect("nodelay");
     Client {
-        wire: common::Wire::new(stream, Duration::from_millis(500)),
+        wire: corelb_testkit::Wire::new(stream, Duration::from_millis(500)),
         addr,
     }
 }

@@ -1,11 +1,9 @@
 //! Bodies in both directions, both framings, small to 1 GiB; corelb streams them in constant memory.
 
-mod common;
-
-use common::backends::{echo, Backend, Next};
-use common::client::{get_req, Client, Framing};
-use common::corelb::{Cfg, Corelb};
-use common::{write_chunked_pattern, write_pattern, Pattern};
+use corelb_testkit::backends::{echo, Backend, Next};
+use corelb_testkit::client::{get_req, Client, Framing};
+use corelb_testkit::process::{Cfg, Corelb};
+use corelb_testkit::{write_chunked_pattern, write_pattern, Pattern};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -245,7 +243,8 @@ fn a_client_that_does_not_read_does_not_make_corelb_buffer_the_response() {
     let lb = behind(&b);
     let mut c = Client::connect(lb.addr);
     c.send(b"GET /big HTTP/1.1\r\nHost: h\r\n\r\n");
-    // Let the backend push as hard as it can while the client reads nothing.
+    // Let the backend push as hard as it can while the client reads nothing: time passes on
+    // purpose (no observable state says every buffer on the way is full).
     std::thread::sleep(Duration::from_secs(2));
     let rss = lb.peak_rss_kib();
     eprintln!("corelb peak RSS: {rss} KiB");
@@ -277,6 +276,7 @@ fn a_backend_that_does_not_read_does_not_make_corelb_buffer_the_request() {
     let addr = listener.local_addr().expect("addr");
     let holder = std::thread::spawn(move || {
         let conn = listener.accept().map(|(s, _)| s);
+        // A backend that does not read, on purpose.
         std::thread::sleep(Duration::from_secs(4));
         drop(conn);
     });
@@ -339,7 +339,7 @@ fn a_client_that_never_reads_neither_grows_memory_nor_blocks_other_clients() {
     let lb = behind(&b);
     let mut stuck = Client::connect(lb.addr);
     stuck.send(&get_req("/big"));
-    // Let the backend push until every buffer on the way is full.
+    // Let the backend push until every buffer on the way is full: time passes on purpose.
     std::thread::sleep(Duration::from_secs(1));
     for i in 0..20 {
         let mut c = Client::connect(lb.addr);

@@ -5,12 +5,10 @@
 //! state uses `wait_for` with such a bound, never a bare sleep. The only fixed waits are the design
 //! bound under test itself ("within one control tick of the log line, every worker knows").
 
-mod common;
-
-use common::backends::Controlled;
-use common::client::{Client, Response};
-use common::corelb::{Cfg, Corelb};
-use common::{assert_local_error, wait_for};
+use corelb_testkit::client::{Client, Response};
+use corelb_testkit::controlled::Controlled;
+use corelb_testkit::process::{Cfg, Corelb};
+use corelb_testkit::{assert_local_error, wait_for};
 use std::collections::HashMap;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -875,6 +873,7 @@ fn start_down_waits_for_rise_passing_checks() {
         "UP after {} checks, rise is {RISE}",
         s1.health_reqs()
     );
+    // The design bound under test: within PROPAGATION of the log line, every worker routes by it.
     thread::sleep(PROPAGATION);
     let m = spread(&lb, PROBES, "/after");
     assert_eq!(count(&m, "s1"), PROBES, "{m:?}");

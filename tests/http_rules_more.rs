@@ -2,11 +2,9 @@
 //! status lines without a reason phrase, 1xx from the backend, HTTP/1.0 keep-alive and Expect, 304
 //! metadata, trusted forwarding fields, and routing on a Host with a trailing dot.
 
-mod common;
-
-use common::backends::{echo, Backend, Next};
-use common::client::{get_req, Client, Framing};
-use common::corelb::{Cfg, Corelb};
+use corelb_testkit::backends::{echo, Backend, Next};
+use corelb_testkit::client::{get_req, Client, Framing};
+use corelb_testkit::process::{Cfg, Corelb};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +56,7 @@ fn late_bytes_backend() -> Backend {
             if w.stream.write_all(resp).is_err() {
                 return Next::Close;
             }
+            // A late backend on purpose.
             std::thread::sleep(STRAY_DELAY);
             if w.stream.write_all(late).is_err() {
                 return Next::Close;
@@ -92,6 +91,8 @@ fn late_bytes_never_reach_the_next_client(
         r.head.raw_str()
     );
     drop(a);
+    // Time passes on purpose: the stray bytes come STRAY_DELAY after the response, and nothing
+    // observable says when corelb has read them.
     std::thread::sleep(STRAY_DELAY + Duration::from_millis(300));
     for i in 0..4 {
         let mut c = Client::connect(lb.addr);

@@ -3,12 +3,10 @@
 //! request reaches a backend: a request whose head is faulty never even opens a backend connection,
 //! and one whose (streamed) chunked body turns out faulty reaches it only as a cut-off body.
 
-mod common;
-
-use common::backends::Backend;
-use common::client::{Client, RESPONSE_DEADLINE};
-use common::corelb::{Cfg, Corelb};
-use common::{assert_local_error, expect_rejected};
+use corelb_testkit::backends::Backend;
+use corelb_testkit::client::{Client, RESPONSE_DEADLINE};
+use corelb_testkit::process::{Cfg, Corelb};
+use corelb_testkit::{assert_local_error, expect_rejected};
 use std::time::Duration;
 
 /// One echo backend behind corelb with the given extra limits.
@@ -55,7 +53,8 @@ fn run_body_cases(a: &Backend, lb: &Corelb, cases: &[(Vec<u8>, u16)]) {
         let path = format!("/after-cases-{i}");
         assert_eq!(c.get(&path).body_str(), format!("a GET {path}"));
     }
-    // The mock logs a read error as soon as it sees bytes it cannot frame.
+    // The mock logs a read error as soon as it sees bytes it cannot frame. A quiet window, on
+    // purpose: the assertion is that no such error comes, and absence has no state to poll.
     std::thread::sleep(Duration::from_millis(100));
     for e in a.errors() {
         assert!(
@@ -399,6 +398,7 @@ fn local_answer_never_leaves_body_bytes_to_be_read_as_a_request() {
     raw.extend_from_slice(smuggled.as_bytes());
     let _ = c.try_send(&raw);
     let _ = c.read_to_eof(Duration::from_secs(5));
+    // A quiet window, on purpose: the assertion is that no smuggled request ever arrives.
     std::thread::sleep(Duration::from_millis(200));
     assert!(
         a.requests()
@@ -534,11 +534,12 @@ fn request_body_cut_short_by_the_client_never_reaches_the_backend_as_complete() 
         assert!(
             matches!(
                 c.read_to_eof(Duration::from_secs(10)),
-                common::client::Eof::Closed(_)
+                corelb_testkit::client::Eof::Closed(_)
             ),
             "case {i}: connection left open after the client's EOF mid-body"
         );
     }
+    // A quiet window, on purpose: the assertion is that no complete request ever arrives.
     std::thread::sleep(Duration::from_millis(200));
     let leaked: Vec<String> = a
         .requests()
@@ -562,7 +563,7 @@ fn obs_text_in_field_values_is_forwarded_unchanged() {
     assert_eq!(c.read_response().status, 200);
     let req = a.last();
     assert!(
-        common::find(&req.head.raw, b"caf\xc3\xa9 \xe2\x82\xac").is_some(),
+        corelb_testkit::find(&req.head.raw, b"caf\xc3\xa9 \xe2\x82\xac").is_some(),
         "obs-text value changed: {}",
         req.head.raw_str()
     );

@@ -1,11 +1,9 @@
 //! The "Responses from backends" rows of /work/shared/docs/http-rules.md.
 
-mod common;
-
-use common::backends::{Backend, Next};
-use common::client::{get_req, Client, Framing};
-use common::corelb::{Cfg, Corelb};
-use common::{assert_aborted, assert_local_error, expect_rejected, Pattern};
+use corelb_testkit::backends::{Backend, Next};
+use corelb_testkit::client::{get_req, Client, Framing};
+use corelb_testkit::process::{Cfg, Corelb};
+use corelb_testkit::{assert_aborted, assert_local_error, expect_rejected, Pattern};
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,11 +1,9 @@
 //! Process and connection lifecycle: graceful shutdown, maxconn, client timeouts.
 
-mod common;
-
-use common::backends::Backend;
-use common::client::{get_req, Client, Eof};
-use common::corelb::{Cfg, Corelb};
-use common::{assert_local_error, wait_for};
+use corelb_testkit::backends::Backend;
+use corelb_testkit::client::{get_req, Client, Eof};
+use corelb_testkit::process::{Cfg, Corelb};
+use corelb_testkit::{assert_local_error, wait_for, wait_until};
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -25,11 +23,12 @@ fn sigterm_finishes_in_flight_request_refuses_new_connections_and_exits_0() {
     let mut lb = lb;
     let mut c = Client::connect(lb.addr);
     c.send(&get_req("/inflight"));
-    assert!(
-        wait_for(Duration::from_secs(5), || slow.conns() == 1),
-        "request never reached the backend"
+    // In flight: the backend has read the whole request and is taking its 1 s over the answer.
+    wait_until(
+        Duration::from_secs(5),
+        "the request reaching the backend",
+        || slow.reqs() == 1,
     );
-    std::thread::sleep(Duration::from_millis(200));
     let term_at = Instant::now();
     lb.sigterm();
     assert!(
@@ -299,6 +298,7 @@ fn emfile_on_accept_backs_off_and_keeps_serving() {
         lb.logs()
     );
     let before = lb.cpu_ticks();
+    // The measurement window itself: time passes on purpose.
     std::thread::sleep(Duration::from_secs(1));
     let spent = lb.cpu_ticks() - before;
     // A busy loop on accept would burn ~100 ticks (one core for a second); backing off costs ~nothing.

@@ -3,19 +3,19 @@
 //! directory of this test's own and always purged at the end (a guard's Drop, so also on failure).
 //!
 //! Needs mariadb-server (Debian). Without it the test says SKIPPED and passes, except under CI
-//! (CI=true), where a missing server is a failure, as in loadgen's stack tests (whose helpers this
-//! test shares).
-
-mod common;
+//! (CI=true), where a missing server is a failure (`corelb_testkit::require_or_skip`, as in loadgen's
+//! stack tests).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::mariadb::{mariadbd_installed, processes_mentioning, Pair, INSTALL_CMD};
 use corelb::config::runtime::{CheckKind, MysqlCheck, MysqlLogin, MysqlRole};
 use corelb::health::probe::{probe, Outcome, Verdict};
+use corelb_testkit::mariadb::Pair;
+use corelb_testkit::tools::processes_mentioning;
+use corelb_testkit::{poll_until, require_or_skip};
 
 /// The check account this test has the script create (not the defaults, so the variables are used).
 const CHECK_USER: &str = "corelb_mc";
@@ -109,38 +109,34 @@ fn http_mock(eager: bool) -> (SocketAddr, JoinHandle<()>) {
     (addr, h)
 }
 
-/// Polls a check until it has `verdict`, failing after `deadline`; returns the last outcome.
+/// Pause between two checks while polling for a verdict (each is a login and two queries).
+const VERDICT_POLL: Duration = Duration::from_millis(100);
+
+/// Polls a check until it has `verdict`, failing after `deadline`; returns that outcome.
 fn wait_for_verdict(
     what: &str,
     verdict: Verdict,
     deadline: Duration,
     mut run: impl FnMut() -> Outcome,
 ) -> Outcome {
-    let start = Instant::now();
-    loop {
-        let o = run();
-        if o.verdict == verdict {
-            return o;
-        }
-        assert!(
-            start.elapsed() < deadline,
-            "{what}: not {verdict:?} within {deadline:?}, last {o:?}"
-        );
-        thread::sleep(Duration::from_millis(100));
-    }
+    poll_until(
+        deadline,
+        VERDICT_POLL,
+        format_args!("{what}: verdict {verdict:?}"),
+        || {
+            let o = run();
+            if o.verdict == verdict {
+                Ok(o)
+            } else {
+                Err(o)
+            }
+        },
+    )
 }
 
 #[test]
 fn mysql_check_against_mariadb_pair() {
-    if !mariadbd_installed() {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!(
-                "mariadbd is not installed, and CI must run this test. Install it: {INSTALL_CMD}"
-            );
-        }
-        eprintln!(
-            "SKIPPED mysql_check_against_mariadb_pair: mariadbd is not installed ({INSTALL_CMD})"
-        );
+    if !require_or_skip("mysql_check_against_mariadb_pair", &["mariadbd"]) {
         return;
     }
     let pair = Pair::up_with_check_account("mc", CHECK_USER, CHECK_PASSWORD);

@@ -8,13 +8,11 @@
 //! Needs mariadb-server and mariadb-client (Debian). Without them the test says SKIPPED and passes,
 //! except under CI (CI=true), where that is a failure.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::corelb::Corelb;
-use common::mariadb::{mariadbd_installed, INSTALL_CMD};
-use common::mariadb::{Pair, CHECK_PASSWORD, CHECK_USER};
+use corelb_testkit::mariadb::{Pair, CHECK_PASSWORD, CHECK_USER};
+use corelb_testkit::process::Corelb;
+use corelb_testkit::{poll_until, require_or_skip};
 
 /// Check cadence of the test config: state changes within fall x interval (+ one check's time).
 const INTERVAL_MS: u64 = 200;
@@ -29,6 +27,8 @@ const MAX_LAG_S: u64 = 2;
 const DELAY_S: u64 = 8;
 /// Stopping or starting a server, or replication catching up, takes seconds.
 const SERVER_DEADLINE: Duration = Duration::from_secs(30);
+/// Pause between two queries while polling (each one starts a `mariadb` client process).
+const SQL_POLL: Duration = Duration::from_millis(50);
 
 /// One TCP-mode backend with the test's MySQL check cadence; `role_lines` and `servers` differ.
 fn db_backend(name: &str, algorithm: &str, role_lines: &str, servers: &str) -> String {
@@ -102,28 +102,21 @@ fn server_id_via(pair: &Pair, port: u16) -> Result<String, String> {
 /// Polls until queries through `port` are answered by `want` (a server id), within `bound`.
 fn wait_served_by(pair: &Pair, port: u16, want: &str, bound: Duration, what: &str) -> Duration {
     let start = Instant::now();
-    loop {
-        let got = server_id_via(pair, port);
-        if got.as_deref() == Ok(want) {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < bound,
-            "{what}: not served by server_id {want} within {bound:?}; last answer {got:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    poll_until(
+        bound,
+        SQL_POLL,
+        format_args!("{what}: served by server_id {want}"),
+        || match server_id_via(pair, port) {
+            Ok(got) if got == want => Ok(()),
+            other => Err(other),
+        },
+    );
+    start.elapsed()
 }
 
 #[test]
 fn mysql_tier_through_corelb() {
-    if !mariadbd_installed() {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!(
-                "mariadbd is not installed, and CI must run this test. Install it: {INSTALL_CMD}"
-            );
-        }
-        eprintln!("SKIPPED mysql_tier_through_corelb: mariadbd is not installed ({INSTALL_CMD})");
+    if !require_or_skip("mysql_tier_through_corelb", &["mariadbd", "mariadb"]) {
         return;
     }
     let pair = Pair::up("tier");
@@ -155,7 +148,7 @@ fn mysql_tier_through_corelb() {
         "reader at start",
     );
     assert!(
-        common::wait_for(SERVER_DEADLINE, || lb
+        corelb_testkit::wait_for(SERVER_DEADLINE, || lb
             .logs()
             .contains("server writer/primary is UP")),
         "start_down: the primary comes up through its checks: {}",
@@ -195,21 +188,18 @@ fn mysql_tier_through_corelb() {
             "reader {i}"
         );
     }
-    let start = Instant::now();
-    while pair
-        .app_sql_via(
+    poll_until(
+        SERVER_DEADLINE,
+        SQL_POLL,
+        "the write reaching the replica",
+        || match pair.app_sql_via(
             reader,
             &format!("SELECT COUNT(*) FROM items WHERE name = '{marker}'"),
-        )
-        .map(|s| s.trim() != "1")
-        .unwrap_or(true)
-    {
-        assert!(
-            start.elapsed() < SERVER_DEADLINE,
-            "the write never reached the replica"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+        ) {
+            Ok(n) if n.trim() == "1" => Ok(()),
+            other => Err(other),
+        },
+    );
 
     // The replica stops: reads fail over to the primary (the reader backend's backup) within the bound.
     pair.script_ok(&["down", "replica"]);
@@ -280,7 +270,7 @@ fn mysql_tier_through_corelb() {
         written.elapsed()
     );
     assert!(
-        common::wait_for(Duration::from_secs(5), || lb
+        corelb_testkit::wait_for(Duration::from_secs(5), || lb
             .logs()
             .contains("server reader/replica is DOWN: check replica lag")),
         "the DOWN reason names the lag: {}",

@@ -2,13 +2,11 @@
 //! cookie hidden from the servers, stickiness across connections and workers, moving off a down
 //! server, garbage values, explicit server cookies, and drain (by health check and by config).
 
-mod common;
-
-use common::backends::Backend;
-use common::client::{Client, Response};
-use common::cluster::{checked, config, served_by, wait_log};
-use common::corelb::Corelb;
-use common::wait_for;
+use corelb_testkit::backends::Backend;
+use corelb_testkit::client::{Client, Response};
+use corelb_testkit::cluster::{checked, config, served_by, wait_log};
+use corelb_testkit::process::Corelb;
+use corelb_testkit::wait_for;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -86,7 +84,7 @@ fn learn_cookies(addr: SocketAddr, names: &[&str]) -> Vec<String> {
 }
 
 /// Real requests (not health checks) a mock received.
-fn real_requests(b: &Backend) -> Vec<common::backends::Request> {
+fn real_requests(b: &Backend) -> Vec<corelb_testkit::backends::Request> {
     b.requests()
         .into_iter()
         .filter(|r| r.target() != "/health")

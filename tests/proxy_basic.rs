@@ -1,11 +1,9 @@
 //! Basic proxying: balancing, connection reuse, request re-serialization, pipelining, HEAD/204/304,
 //! Expect: 100-continue.
 
-mod common;
-
-use common::backends::{Backend, Next};
-use common::client::{get_req, Client};
-use common::corelb::{Cfg, Corelb};
+use corelb_testkit::backends::{Backend, Next};
+use corelb_testkit::client::{get_req, Client};
+use corelb_testkit::process::{Cfg, Corelb};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -520,6 +518,7 @@ fn requests_dribbled_byte_by_byte_are_parsed_correctly() {
                 GET /after HTTP/1.1\r\nHost: h\r\n\r\n";
     for b in raw.iter() {
         c.send(&[*b]);
+        // A slow client on purpose: one byte per segment.
         std::thread::sleep(Duration::from_millis(1));
     }
     assert_eq!(c.read_response().body_str(), "abcdefg");

@@ -2,8 +2,6 @@
 //! directions at once, half-close, the idle timeout, failover from a refusing server, all servers down,
 //! `maxconn`, and the PROXY protocol sent to servers and accepted from trusted peers (TCP and HTTP mode).
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::corelb::Corelb;
-use common::{wait_for, Pattern};
+use corelb_testkit::process::Corelb;
+use corelb_testkit::{wait_for, Pattern};
 
 /// Socket timeout of every blocking op in these tests (generous: CI is noisy).
 const IO: Duration = Duration::from_secs(20);
@@ -368,7 +366,7 @@ fn proxy_protocol_accepted_from_trusted_peers_only() {
 
 #[test]
 fn http_mode_takes_the_client_from_the_proxy_header() {
-    let backend = common::backends::Backend::echo("app");
+    let backend = corelb_testkit::backends::Backend::echo("app");
     let toml = format!(
         "[[frontend]]\nname = \"fe\"\nbind = [\"127.0.0.1:0\"]\ndefault_backend = \"be\"\n\
          accept_proxy = true\ntrusted_proxies = [\"127.0.0.1\"]\n\

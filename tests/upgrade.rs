@@ -1,10 +1,8 @@
 //! Upgrade handling: WebSocket tunnels after a 101, normal HTTP when the backend declines, h2c stripped.
 
-mod common;
-
-use common::backends::{Backend, TUNNEL_CLOSE};
-use common::client::{get_req, Client, Eof};
-use common::corelb::{Cfg, Corelb};
+use corelb_testkit::backends::{Backend, TUNNEL_CLOSE};
+use corelb_testkit::client::{get_req, Client, Eof};
+use corelb_testkit::process::{Cfg, Corelb};
 use std::time::{Duration, Instant};
 
 const WS_REQ: &[u8] =
@@ -65,7 +63,7 @@ fn websocket_upgrade_tunnels_bytes_both_ways() {
         c.send(msg);
         assert_eq!(read_n(&mut c, msg.len()), msg);
     }
-    let big = common::Pattern::vec(3 << 20);
+    let big = corelb_testkit::Pattern::vec(3 << 20);
     let sender = {
         let mut s = c.wire.stream.try_clone().expect("clone");
         let big = big.clone();
@@ -192,6 +190,7 @@ fn idle_tunnel_is_closed_after_the_idle_timeout() {
             msg.as_bytes(),
             "tunnel in use was closed (round {i})"
         );
+        // A slow client on purpose: the tunnel is in use, but slowly.
         std::thread::sleep(Duration::from_millis(200));
     }
     c.send(b"last");

@@ -2,13 +2,14 @@
 //! percentiles match the analytic truth, the uncorrected ones show coordinated omission, the rate is
 //! held, and glommio's timers are precise enough to pace it.
 
-mod common;
+mod run_config;
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{attempts, check, close, config, serial, Model, TestServer};
+use corelb_testkit::latency::{attempts, check, close, quantile, serial, Model, TestServer};
 use loadgen::report::Report;
+use run_config::config;
 
 /// Share of sends allowed to leave more than 1 ms late when the server keeps up. The generator's
 /// pacing itself is well under that (timer_precision_is_well_under_a_millisecond), but these VMs
@@ -57,8 +58,8 @@ fn open_loop_fixed_delay_matches_truth_and_rate() {
             format!("achieved send rate {achieved}")
         })?;
         let mut applied = srv.applied_us.lock().unwrap().clone();
-        let truth_p99 = common::quantile(&mut applied, 0.99) as f64 / 1000.0;
-        let truth_p50 = common::quantile(&mut applied, 0.5) as f64 / 1000.0;
+        let truth_p99 = quantile(&mut applied, 0.99) as f64 / 1000.0;
+        let truth_p50 = quantile(&mut applied, 0.5) as f64 / 1000.0;
         close("server-applied p50", truth_p50, 100.0, 0.05)?;
         close("corrected p50", r.latency_corrected.p50_ms, 100.0, 0.05)?;
         close("uncorrected p50", r.latency_uncorrected.p50_ms, 100.0, 0.05)?;

@@ -1,7 +1,7 @@
 //! The generator's behaviour: request mix weights and placeholders, error classes, framing, keep-alive,
 //! Connection: close, pipelining, X-Served-By counting and the output files.
 
-mod common;
+mod run_config;
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -10,11 +10,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{config, kind, serial, Model, TestServer};
+use corelb_testkit::latency::{serial, Model, TestServer};
 use loadgen::report::{hgrm, Report};
+use loadgen::scenario::KindSpec;
+use run_config::config;
 
 fn counts(srv: &TestServer) -> HashMap<String, u64> {
     srv.paths.lock().unwrap().clone()
+}
+
+/// A GET kind for a scenario.
+fn kind(name: &str, weight: u32, path: &str) -> KindSpec {
+    KindSpec {
+        name: name.into(),
+        weight,
+        method: "GET".into(),
+        path: path.into(),
+        headers: Default::default(),
+        body: String::new(),
+    }
 }
 
 /// Weights 1:3:6 over 20 000 requests: each kind within 4 sigma of its binomial expectation, and each

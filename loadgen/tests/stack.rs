@@ -6,11 +6,9 @@
 //! Needs mariadb-server (Debian). Without it the test says SKIPPED and passes, except under CI
 //! (CI=true), where a missing server is a failure: CI is expected to install it.
 
-mod stack_common;
-use stack_common::{
-    free_port, in_ci, mariadbd_installed, processes_mentioning, run_bounded, INSTALL_CMD, SCRIPT,
-    SCRIPT_INNER_TIMEOUT_SECS, SCRIPT_TIMEOUT,
-};
+use corelb_testkit::mariadb::{SCRIPT, SCRIPT_INNER_TIMEOUT_SECS, SCRIPT_TIMEOUT};
+use corelb_testkit::tools::processes_mentioning;
+use corelb_testkit::{free_port, poll_until, require_or_skip, run_bounded};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -192,32 +190,17 @@ fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Resp {
     }
 }
 
+/// Pause between two looks while polling (each look is an HTTP exchange or a process listing).
+const POLL_PAUSE: Duration = Duration::from_millis(20);
+
 /// Polls `probe` until it returns Some, failing after `deadline`.
 fn poll<T>(what: &str, deadline: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(
-            start.elapsed() < deadline,
-            "{what}: not within {deadline:?}"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    poll_until(deadline, POLL_PAUSE, what, || probe().ok_or("None"))
 }
 
 #[test]
 fn stack_mariadb_pair_and_app_nodes() {
-    if !mariadbd_installed() {
-        if in_ci() {
-            panic!(
-                "mariadbd is not installed, and CI must run this test. Install it: {INSTALL_CMD}"
-            );
-        }
-        eprintln!(
-            "SKIPPED stack_mariadb_pair_and_app_nodes: mariadbd is not installed ({INSTALL_CMD})"
-        );
+    if !require_or_skip("stack_mariadb_pair_and_app_nodes", &["mariadbd", "mariadb"]) {
         return;
     }
     let test_start = Instant::now();

@@ -11,11 +11,10 @@
 //! test is about the script working. Needs mariadb-server, haproxy and jq (Debian): without them it
 //! says SKIPPED and passes, except under CI (CI=true), where that is a failure.
 
-mod stack_common;
-use stack_common::{
-    corelb_binary, free_port, in_ci, installed, processes_mentioning, run_bounded, SCRIPT,
-    SCRIPT_TIMEOUT,
-};
+use corelb_testkit::mariadb::{SCRIPT, SCRIPT_TIMEOUT};
+use corelb_testkit::process::corelb_binary;
+use corelb_testkit::tools::processes_mentioning;
+use corelb_testkit::{free_port, require_or_skip, run_bounded};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -72,16 +71,10 @@ fn num(v: &serde_json::Value, what: &str) -> f64 {
 
 #[test]
 fn bench_script_measures_corelb_and_haproxy_side_by_side() {
-    let missing: Vec<&str> = ["mariadbd", "haproxy", "jq"]
-        .into_iter()
-        .filter(|c| !installed(c))
-        .collect();
-    if !missing.is_empty() {
-        let msg = format!(
-            "{missing:?} not installed (apt-get install -y mariadb-server mariadb-client haproxy jq)"
-        );
-        assert!(!in_ci(), "CI must run this test: {msg}");
-        eprintln!("SKIPPED bench_script_measures_corelb_and_haproxy_side_by_side: {msg}");
+    if !require_or_skip(
+        "bench_script_measures_corelb_and_haproxy_side_by_side",
+        &["mariadbd", "mariadb", "haproxy", "jq"],
+    ) {
         return;
     }
     let pid = std::process::id();

@@ -11,11 +11,10 @@
 //! Needs mariadb-server (Debian). Without it the test says SKIPPED and passes, except under CI
 //! (CI=true), where a missing server is a failure: CI is expected to install it.
 
-mod stack_common;
-use stack_common::{
-    corelb_binary, free_port, in_ci, mariadbd_installed, processes_mentioning, run_bounded,
-    stack_corelb_config, INSTALL_CMD, SCRIPT, SCRIPT_INNER_TIMEOUT_SECS, SCRIPT_TIMEOUT,
-};
+use corelb_testkit::mariadb::{SCRIPT, SCRIPT_INNER_TIMEOUT_SECS, SCRIPT_TIMEOUT};
+use corelb_testkit::process::{corelb_binary, stack_corelb_config};
+use corelb_testkit::tools::processes_mentioning;
+use corelb_testkit::{free_port, poll_for, poll_until, require_or_skip, run_bounded, POLL};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -34,6 +33,8 @@ const LOADGEN_TIMEOUT: Duration = Duration::from_secs(60);
 const REPLICATION_DEADLINE: Duration = Duration::from_secs(20);
 /// Bound on one `mariadb` client query.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(15);
+/// Pause between two row counts while waiting for replication (each starts a `mariadb` client).
+const QUERY_POLL: Duration = Duration::from_millis(50);
 /// Bound on a stopped process exiting (corelb's grace is 1 s).
 const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Worker threads per app node: each upstream keep-alive connection of corelb holds one, so more
@@ -196,17 +197,11 @@ impl Stack {
         }
         let deadline = Instant::now() + EXIT_TIMEOUT;
         for (name, child) in &mut self.children {
-            loop {
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                if Instant::now() >= deadline {
-                    left.push((*name, child.id()));
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                thread::sleep(Duration::from_millis(10));
+            let within = deadline.saturating_duration_since(Instant::now());
+            if poll_for(within, POLL, || child.try_wait().ok().flatten()).is_none() {
+                left.push((*name, child.id()));
+                let _ = child.kill();
+                let _ = child.wait();
             }
         }
         self.children.clear();
@@ -255,15 +250,7 @@ fn u64_at(v: &serde_json::Value, what: &str) -> u64 {
 
 #[test]
 fn stack_under_load_through_corelb() {
-    if !mariadbd_installed() {
-        if in_ci() {
-            panic!(
-                "mariadbd is not installed, and CI must run this test. Install it: {INSTALL_CMD}"
-            );
-        }
-        eprintln!(
-            "SKIPPED stack_under_load_through_corelb: mariadbd is not installed ({INSTALL_CMD})"
-        );
+    if !require_or_skip("stack_under_load_through_corelb", &["mariadbd", "mariadb"]) {
         return;
     }
     let test_start = Instant::now();
@@ -377,17 +364,15 @@ fn stack_under_load_through_corelb() {
         "{on_primary} new rows on the primary < {written} successful POSTs"
     );
     let repl_start = Instant::now();
-    loop {
-        let on_replica = count_rows(stack.replica_port) - replica_before;
-        if on_replica == on_primary {
-            break;
-        }
-        assert!(
-            repl_start.elapsed() < REPLICATION_DEADLINE,
-            "{on_replica} of {on_primary} new rows on the replica after {REPLICATION_DEADLINE:?}"
-        );
-        thread::sleep(Duration::from_millis(50));
-    }
+    poll_until(
+        REPLICATION_DEADLINE,
+        QUERY_POLL,
+        format_args!("all {on_primary} new rows on the replica"),
+        || match count_rows(stack.replica_port) - replica_before {
+            n if n == on_primary => Ok(()),
+            n => Err(format!("{n} rows")),
+        },
+    );
     let repl_time = repl_start.elapsed();
 
     // Stop everything by PID, then the pair: no process with the state directory remains.

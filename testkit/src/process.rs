@@ -1,14 +1,21 @@
-//! Runs the corelb binary as a subprocess on port 0 and finds the addresses it bound.
+//! Runs the corelb binary as a subprocess on port 0 and finds the addresses it bound; finds (or
+//! builds) that binary; writes the test configurations it runs.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use crate::tools::run_bounded;
+use crate::wait::{poll_for, POLL};
+
+/// The workspace root (the test-support crate is one of its members).
+pub const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 /// How long corelb may take to print `ready` (a debug build on a loaded 2-core CI machine).
 const STARTUP_DEADLINE: Duration = Duration::from_secs(10);
@@ -199,7 +206,7 @@ impl Corelb {
             std::process::id()
         ));
         std::fs::write(&config_path, toml).expect("write config");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_corelb"));
+        let mut cmd = Command::new(corelb_binary());
         if let Some(n) = nofile {
             use std::os::unix::process::CommandExt;
             // SAFETY: the closure runs in the forked child before exec and only calls setrlimit, which
@@ -320,17 +327,9 @@ impl Corelb {
         if self.reaped.is_some() {
             return self.reaped;
         }
-        let end = Instant::now() + deadline;
-        loop {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                self.reaped = Some(st);
-                return Some(st);
-            }
-            if Instant::now() >= end {
-                return None;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
+        let st = poll_for(deadline, POLL, || self.child.try_wait().ok().flatten());
+        self.reaped = st;
+        st
     }
 
     /// Whether the process is still running.
@@ -347,7 +346,6 @@ impl Corelb {
         }
     }
 
-    /// Peak resident set size (VmHWM) in KiB.
     /// utime + stime of the process so far, in clock ticks (/proc/PID/stat fields 14 and 15).
     pub fn cpu_ticks(&self) -> u64 {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap_or_default();
@@ -366,6 +364,7 @@ impl Corelb {
             .unwrap_or(0)
     }
 
+    /// Peak resident set size (VmHWM) in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
         let s = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
             .expect("read /proc/PID/status");
@@ -389,4 +388,73 @@ impl Drop for Corelb {
         }
         let _ = std::fs::remove_file(&self.config_path);
     }
+}
+
+/// Where a missing corelb is built, under the workspace's target directory. Not the target directory
+/// itself: `cargo test` holds that directory's lock while the tests run, so a nested `cargo build`
+/// there would wait for the lock until BUILD_TIMEOUT (rust-lang/rust#35816).
+const NESTED_TARGET: &str = "stack-test-corelb";
+
+/// Bound on building corelb when its debug binary is missing (a cold debug build on 2 busy cores).
+const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The debug corelb binary of this workspace: `<target>/debug/corelb`, where this test binary is
+/// `<target>/debug/deps/<name>-<hash>` (so a custom CARGO_TARGET_DIR is followed too). corelb's own
+/// integration tests always find it: cargo builds a package's binaries before its integration tests
+/// (it is the file `CARGO_BIN_EXE_corelb` names, which only corelb's own tests can see). When it is
+/// missing, corelb is built (once; later runs are incremental no-ops) into `<target>/NESTED_TARGET`.
+pub fn corelb_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let debug_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("unexpected test binary path {}", exe.display()));
+    let bin = debug_dir.join("corelb");
+    if bin.is_file() {
+        return bin;
+    }
+    let target_dir = debug_dir
+        .parent()
+        .expect("the target directory above debug/")
+        .join(NESTED_TARGET);
+    eprintln!(
+        "{} is missing (run `cargo build -p corelb` first to skip this): building it now with \
+         `cargo build -p corelb --bin corelb` into {}",
+        bin.display(),
+        target_dir.display()
+    );
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = run_bounded(
+        Command::new(cargo)
+            .args(["build", "-p", "corelb", "--bin", "corelb"])
+            .env("CARGO_TARGET_DIR", &target_dir)
+            .current_dir(WORKSPACE),
+        BUILD_TIMEOUT,
+    );
+    let built = target_dir.join("debug").join("corelb");
+    assert!(
+        out.status.success() && built.is_file(),
+        "building corelb failed; run `cargo build -p corelb` yourself:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    built
+}
+
+/// configs/stack.toml (the stack's corelb configuration, which loadgen/stack/bench.sh runs) with its
+/// frontend and app node addresses replaced, as bench.sh does.
+pub fn stack_corelb_config(frontend: &str, app1: &str, app2: &str) -> String {
+    let path = Path::new(WORKSPACE).join("configs/stack.toml");
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    for addr in ["127.0.0.1:18110", "127.0.0.1:18101", "127.0.0.1:18102"] {
+        assert_eq!(
+            text.matches(addr).count(),
+            1,
+            "{} must hold {addr} once (the tests and bench.sh rewrite it)",
+            path.display()
+        );
+    }
+    text.replace("127.0.0.1:18110", frontend)
+        .replace("127.0.0.1:18101", app1)
+        .replace("127.0.0.1:18102", app2)
 }

@@ -2,7 +2,10 @@
 //! idle close, bytes after the end...). Thread per connection; every socket op has a timeout and every
 //! loop a bound. Each backend counts connections and requests and records what it received.
 
-use super::{Head, Pattern, Wire, MAX_HEAD};
+use crate::wire::{
+    find, single_content_length, write_chunked_pattern, write_pattern, Head, Pattern, Wire,
+    MAX_HEAD,
+};
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,14 +21,23 @@ const DEFAULT_IDLE: Duration = Duration::from_secs(30);
 /// Request body bytes kept per recorded request; the rest is counted and checked against the pattern.
 pub const RECORD_BODY_LIMIT: usize = 1 << 20;
 /// Most requests kept in the log (later ones are still counted).
-const MAX_RECORDED: usize = 20_000;
+pub(crate) const MAX_RECORDED: usize = 20_000;
 /// Most requests served on one connection, most connections accepted: bounds for every loop.
-const MAX_REQS_PER_CONN: usize = 100_000;
-const MAX_CONNS: usize = 100_000;
+pub(crate) const MAX_REQS_PER_CONN: usize = 100_000;
+pub(crate) const MAX_CONNS: usize = 100_000;
 /// Largest request body a mock reads (the 1 GiB tests stay well below).
 const MAX_BODY: u64 = 4 << 30;
+/// Bound on the connect that wakes a mock's accept loop when it is dropped.
+pub(crate) const WAKE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Pause before accepting again after an accept error (EMFILE...), which only time clears.
+pub(crate) const ACCEPT_RETRY: Duration = Duration::from_millis(10);
 /// How long a stalled handler holds its connection (longer than any backend timeout in the tests).
 const STALL_FOR: Duration = Duration::from_secs(20);
+/// How often a stalled handler looks whether its mock was dropped.
+const STALL_STEP: Duration = Duration::from_millis(20);
+
+/// What `Backend::garbage` answers: no status line, a NUL, no CRLFCRLF.
+pub const GARBAGE: &[u8] = b"\x00garbage, not HTTP\n";
 
 /// Sent through an upgraded tunnel, makes `upgrade_echo` close its side after echoing it.
 pub const TUNNEL_CLOSE: &[u8] = b"\x00CLOSE\x00";
@@ -100,6 +112,8 @@ pub struct Backend {
 impl Drop for Backend {
     fn drop(&mut self) {
         self.state.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop, blocked in accept(2): it sees `stop` and closes the listener.
+        let _ = TcpStream::connect_timeout(&self.addr, WAKE_TIMEOUT);
     }
 }
 
@@ -108,9 +122,6 @@ impl Backend {
     pub fn start(name: &str, idle_close: Option<Duration>, handler: Handler) -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind mock backend");
         let addr = listener.local_addr().expect("mock addr");
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking listener");
         let state = Arc::new(BackendState {
             name: name.to_string(),
             idle_close,
@@ -200,13 +211,32 @@ impl Backend {
             name,
             None,
             Arc::new(|_, _, st| {
+                // Time passes on purpose (the stall), in short steps so a dropped mock lets go.
                 let until = Instant::now() + STALL_FOR;
                 while Instant::now() < until && !st.stop.load(Ordering::SeqCst) {
-                    thread::sleep(Duration::from_millis(20));
+                    thread::sleep(STALL_STEP);
                 }
                 Next::Close
             }),
         )
+    }
+    /// Head with Content-Length: 100000, then 1000 body bytes, then a clean close (FIN): the body
+    /// ends early without an error on the socket.
+    pub fn close_mid_body(name: &str) -> Backend {
+        Backend::start(
+            name,
+            None,
+            Arc::new(|_, w, _| {
+                let mut out = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n".to_vec();
+                out.extend_from_slice(&Pattern::vec(1000));
+                let _ = w.stream.write_all(&out);
+                Next::Close
+            }),
+        )
+    }
+    /// Answers every request with bytes that are not HTTP, then closes.
+    pub fn garbage(name: &str) -> Backend {
+        Self::fixed(name, GARBAGE, true)
     }
     /// Head with Content-Length: 100000, then 1000 body bytes, then a TCP reset.
     pub fn reset_mid_body(name: &str) -> Backend {
@@ -218,7 +248,8 @@ impl Backend {
                 out.extend_from_slice(&Pattern::vec(1000));
                 let _ = w.stream.write_all(&out);
                 let _ = w.stream.flush();
-                // Let the bytes leave before the reset, so the proxy really is mid-body.
+                // Let the bytes leave before the reset, so the proxy really is mid-body: nothing
+                // observable says they have, so time passes on purpose.
                 thread::sleep(Duration::from_millis(100));
                 Next::Reset
             }),
@@ -252,9 +283,7 @@ impl Backend {
                         Ok(_) => {
                             let b = w.take_buffered();
                             moved += b.len() as u64;
-                            if w.stream.write_all(&b).is_err()
-                                || super::find(&b, TUNNEL_CLOSE).is_some()
-                            {
+                            if w.stream.write_all(&b).is_err() || find(&b, TUNNEL_CLOSE).is_some() {
                                 break;
                             }
                         }
@@ -296,15 +325,13 @@ impl Backend {
                 let r = if chunked {
                     w.stream
                         .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-                        .and_then(|_| {
-                            super::write_chunked_pattern(&mut w.stream, p, len, 256 * 1024, b"")
-                        })
+                        .and_then(|_| write_chunked_pattern(&mut w.stream, p, len, 256 * 1024, b""))
                 } else {
                     w.stream
                         .write_all(
                             format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\n\r\n").as_bytes(),
                         )
-                        .and_then(|_| super::write_pattern(&mut w.stream, p, len))
+                        .and_then(|_| write_pattern(&mut w.stream, p, len))
                 };
                 match r {
                     Ok(()) => Next::KeepAlive,
@@ -324,6 +351,7 @@ pub fn echo(
     delay: Duration,
 ) -> Next {
     if !delay.is_zero() {
+        // A slow backend on purpose.
         thread::sleep(delay);
     }
     let body = if req.body_len > 0 {
@@ -356,20 +384,21 @@ pub fn echo(
     }
 }
 
+/// Blocking accepts until `stop` (the owner's Drop sets it and then connects to wake the loop).
 fn accept_loop(listener: TcpListener, st: Arc<BackendState>, handler: Handler) {
     let mut accepted = 0usize;
-    while accepted < MAX_CONNS && !st.stop.load(Ordering::SeqCst) {
+    while accepted < MAX_CONNS {
         match listener.accept() {
+            Ok(_) if st.stop.load(Ordering::SeqCst) => return,
             Ok((stream, _)) => {
                 accepted += 1;
                 let id = st.conns.fetch_add(1, Ordering::SeqCst) + 1;
                 let (st, h) = (st.clone(), handler.clone());
                 thread::spawn(move || serve_conn(stream, id, st, h));
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                thread::sleep(Duration::from_millis(2))
-            }
-            Err(_) => thread::sleep(Duration::from_millis(10)),
+            Err(_) if st.stop.load(Ordering::SeqCst) => return,
+            // EMFILE and the like only clear as time passes (another thread closes a socket).
+            Err(_) => thread::sleep(ACCEPT_RETRY),
         }
     }
 }
@@ -521,273 +550,4 @@ pub fn read_request(w: &mut Wire, conn_id: usize) -> Result<Option<Request>, Str
         trailers,
         conn_id,
     }))
-}
-
-/// The Content-Length of a message the proxy sent: must be one field of plain digits.
-pub fn single_content_length(head: &Head) -> Result<Option<u64>, String> {
-    let cls = head.headers_named("content-length");
-    match cls.as_slice() {
-        [] => Ok(None),
-        [v] if !v.is_empty() && v.bytes().all(|c| c.is_ascii_digit()) => v
-            .parse::<u64>()
-            .map(Some)
-            .map_err(|e| format!("CL {v:?}: {e}")),
-        other => Err(format!("bad Content-Length from the proxy: {other:?}")),
-    }
-}
-
-// ---- a backend that can die and come back, for health tests ----
-
-/// The path `Controlled` answers with its switchable health status.
-pub const HEALTH_PATH: &str = "/health";
-/// Prefix of paths `Controlled` answers only after a delay: `/slow/<ms>`. The delay is cut short
-/// when the backend is killed (the connection is closed under the handler).
-pub const SLOW_PREFIX: &str = "/slow/";
-/// Longest delay `/slow/<ms>` honours (longer than any response timeout in the tests).
-const MAX_SLOW: Duration = Duration::from_secs(20);
-/// How long `restart` retries binding the old port (a socket of another test may hold it briefly).
-const REBIND_DEADLINE: Duration = Duration::from_secs(5);
-/// Poll period of the accept loop and of slow handlers checking for a kill.
-const CTL_POLL: Duration = Duration::from_millis(2);
-
-#[derive(Default)]
-pub struct CtlState {
-    pub name: String,
-    /// Status of `GET /health`: 200, 503, 404...
-    health_status: std::sync::atomic::AtomicU16,
-    /// Status of every other request (200: an echo; anything else: that status, empty body).
-    status: std::sync::atomic::AtomicU16,
-    pub conns: AtomicUsize,
-    /// Requests to HEALTH_PATH.
-    pub health_reqs: AtomicUsize,
-    /// Every other request.
-    pub reqs: AtomicUsize,
-    pub log: Mutex<Vec<Request>>,
-    /// For every non-health request (up to MAX_RECORDED): when it arrived and how many health
-    /// requests had arrived before it (so a test can tell whether traffic came before or after checks).
-    pub arrivals: Mutex<Vec<(Instant, usize)>>,
-    /// Set while the backend is dead (and while it is being killed); the accept loop and slow handlers
-    /// watch it.
-    dead: AtomicBool,
-    /// Open connections by id, so a kill can close them under their handlers.
-    open: Mutex<std::collections::HashMap<usize, TcpStream>>,
-}
-
-/// A backend that answers like `Backend::echo` (X-Served-By: name) on every path but HEALTH_PATH,
-/// whose health status and normal status can be switched at run time, and which can be killed for
-/// real (listener closed, every open connection closed: connects are refused) and restarted on the
-/// same port.
-pub struct Controlled {
-    pub addr: SocketAddr,
-    pub state: Arc<CtlState>,
-    accept: Mutex<Option<thread::JoinHandle<()>>>,
-}
-
-impl Controlled {
-    pub fn start(name: &str) -> Controlled {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind controlled backend");
-        let addr = listener.local_addr().expect("addr");
-        let state = Arc::new(CtlState {
-            name: name.to_string(),
-            ..Default::default()
-        });
-        state.health_status.store(200, Ordering::SeqCst);
-        state.status.store(200, Ordering::SeqCst);
-        let c = Controlled {
-            addr,
-            state,
-            accept: Mutex::new(None),
-        };
-        c.run(listener);
-        c
-    }
-
-    fn run(&self, listener: TcpListener) {
-        listener.set_nonblocking(true).expect("nonblocking");
-        self.state.dead.store(false, Ordering::SeqCst);
-        let st = self.state.clone();
-        *self.accept.lock().unwrap() = Some(thread::spawn(move || ctl_accept_loop(listener, st)));
-    }
-
-    pub fn name(&self) -> &str {
-        &self.state.name
-    }
-    pub fn set_health(&self, status: u16) {
-        self.state.health_status.store(status, Ordering::SeqCst);
-    }
-    /// Status for every non-health request (200 = echo).
-    pub fn set_status(&self, status: u16) {
-        self.state.status.store(status, Ordering::SeqCst);
-    }
-    pub fn health_reqs(&self) -> usize {
-        self.state.health_reqs.load(Ordering::SeqCst)
-    }
-    pub fn reqs(&self) -> usize {
-        self.state.reqs.load(Ordering::SeqCst)
-    }
-    pub fn conns(&self) -> usize {
-        self.state.conns.load(Ordering::SeqCst)
-    }
-    /// Non-health requests received so far.
-    pub fn requests(&self) -> Vec<Request> {
-        self.state.log.lock().unwrap().clone()
-    }
-    /// (arrival time, health requests seen before it) of every non-health request so far.
-    pub fn arrivals(&self) -> Vec<(Instant, usize)> {
-        self.state.arrivals.lock().unwrap().clone()
-    }
-    pub fn alive(&self) -> bool {
-        self.accept.lock().unwrap().is_some()
-    }
-
-    /// Close the listener (new connects are refused) and every open connection (FIN to the peer).
-    /// Returns when all of that has happened. No-op if already dead.
-    pub fn kill(&self) {
-        let Some(h) = self.accept.lock().unwrap().take() else {
-            return;
-        };
-        self.state.dead.store(true, Ordering::SeqCst);
-        // The accept loop drops the listener when it returns; a connection it accepted before
-        // seeing `dead` is registered in `open` before that, so the sweep below closes it.
-        let _ = h.join();
-        let open: Vec<TcpStream> = self
-            .state
-            .open
-            .lock()
-            .unwrap()
-            .drain()
-            .map(|(_, s)| s)
-            .collect();
-        for s in open {
-            let _ = s.shutdown(std::net::Shutdown::Both);
-        }
-    }
-
-    /// Listen again on the same port (SO_REUSEADDR: std sets it on Unix). No-op if alive.
-    pub fn restart(&self) {
-        if self.alive() {
-            return;
-        }
-        let deadline = Instant::now() + REBIND_DEADLINE;
-        let listener = loop {
-            match TcpListener::bind(self.addr) {
-                Ok(l) => break l,
-                Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
-                Err(e) => panic!("restart {}: cannot rebind {}: {e}", self.name(), self.addr),
-            }
-        };
-        self.run(listener);
-    }
-}
-
-impl Drop for Controlled {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn ctl_accept_loop(listener: TcpListener, st: Arc<CtlState>) {
-    let mut accepted = 0usize;
-    while accepted < MAX_CONNS && !st.dead.load(Ordering::SeqCst) {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                accepted += 1;
-                let id = st.conns.fetch_add(1, Ordering::SeqCst) + 1;
-                match stream.try_clone() {
-                    Ok(c) => {
-                        st.open.lock().unwrap().insert(id, c);
-                    }
-                    Err(_) => continue,
-                }
-                let st = st.clone();
-                thread::spawn(move || ctl_serve(stream, id, st));
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => thread::sleep(CTL_POLL),
-            Err(_) => thread::sleep(Duration::from_millis(10)),
-        }
-    }
-}
-
-fn ctl_serve(stream: TcpStream, id: usize, st: Arc<CtlState>) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
-    let _ = stream.set_nodelay(true);
-    let mut w = Wire::new(stream, IO_TIMEOUT);
-    for _ in 0..MAX_REQS_PER_CONN {
-        if st.dead.load(Ordering::SeqCst) {
-            break;
-        }
-        let req = match read_request(&mut w, id) {
-            Ok(Some(r)) => r,
-            _ => break,
-        };
-        if !ctl_answer(&req, &mut w, &st) || req.head.list_contains("connection", "close") {
-            break;
-        }
-    }
-    // The kill sweep may hold a clone of this socket: shut it down explicitly so the peer sees the
-    // close now, not when the last clone goes.
-    let _ = w.stream.shutdown(std::net::Shutdown::Both);
-    st.open.lock().unwrap().remove(&id);
-}
-
-/// Answer one request; false if the connection is to be closed.
-fn ctl_answer(req: &Request, w: &mut Wire, st: &CtlState) -> bool {
-    let target = req.target();
-    let path = target.split('?').next().unwrap_or("");
-    if path == HEALTH_PATH {
-        st.health_reqs.fetch_add(1, Ordering::SeqCst);
-        let code = st.health_status.load(Ordering::SeqCst);
-        let body = format!("{} health {code}", st.name);
-        let resp = format!(
-            "HTTP/1.1 {code} Health\r\nX-Served-By: {}\r\nContent-Length: {}\r\n\r\n{body}",
-            st.name,
-            body.len()
-        );
-        return w.stream.write_all(resp.as_bytes()).is_ok();
-    }
-    st.reqs.fetch_add(1, Ordering::SeqCst);
-    {
-        let mut log = st.log.lock().unwrap();
-        if log.len() < MAX_RECORDED {
-            log.push(req.clone());
-        }
-        let mut arr = st.arrivals.lock().unwrap();
-        if arr.len() < MAX_RECORDED {
-            arr.push((Instant::now(), st.health_reqs.load(Ordering::SeqCst)));
-        }
-    }
-    if let Some(ms) = path.strip_prefix(SLOW_PREFIX) {
-        let delay = Duration::from_millis(ms.parse().unwrap_or(0)).min(MAX_SLOW);
-        let until = Instant::now() + delay;
-        while Instant::now() < until {
-            if st.dead.load(Ordering::SeqCst) {
-                return false;
-            }
-            thread::sleep(CTL_POLL);
-        }
-    }
-    let code = st.status.load(Ordering::SeqCst);
-    if code != 200 {
-        let resp = format!(
-            "HTTP/1.1 {code} Status\r\nX-Served-By: {}\r\nContent-Length: 0\r\n\r\n",
-            st.name
-        );
-        return w.stream.write_all(resp.as_bytes()).is_ok();
-    }
-    let body = if req.body_len > 0 {
-        req.body.clone()
-    } else {
-        format!("{} {} {}", st.name, req.method(), target).into_bytes()
-    };
-    let mut out = format!(
-        "HTTP/1.1 200 OK\r\nX-Served-By: {}\r\nContent-Length: {}\r\n\r\n",
-        st.name,
-        body.len()
-    )
-    .into_bytes();
-    if req.method() != "HEAD" {
-        out.extend_from_slice(&body);
-    }
-    w.stream.write_all(&out).is_ok()
 }

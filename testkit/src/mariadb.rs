@@ -6,16 +6,18 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::time::Duration;
 
-#[path = "../../loadgen/tests/stack_common/mod.rs"]
-mod stack_common;
-use stack_common::{free_port, run_bounded, SCRIPT_INNER_TIMEOUT_SECS, SCRIPT_TIMEOUT};
-// Re-exported for the tests that start a pair; unused in the other test binaries.
-#[allow(unused_imports)]
-pub use stack_common::{mariadbd_installed, processes_mentioning, INSTALL_CMD};
+use crate::tools::free_port;
+use crate::tools::run_bounded;
 
-/// The script, relative to this (root) package.
-pub const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/loadgen/stack/mariadb.sh");
+/// The stack's MariaDB script (loadgen/stack/mariadb.sh).
+pub const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../loadgen/stack/mariadb.sh");
+/// Bound on one run of the script (a fresh pair takes 1-5 s here; its own waits are bounded by
+/// CORELB_STACK_TIMEOUT, set below this).
+pub const SCRIPT_TIMEOUT: Duration = Duration::from_secs(150);
+/// The script's own bound on each of its waits (CORELB_STACK_TIMEOUT), in seconds.
+pub const SCRIPT_INNER_TIMEOUT_SECS: &str = "60";
 /// The check account the script creates on both servers (its defaults, as in configs/mysql.toml).
 pub const CHECK_USER: &str = "corelb_check";
 pub const CHECK_PASSWORD: &str = "corelb_check";

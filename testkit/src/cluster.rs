@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::backends::{echo, Backend, Next};
-use super::client::Response;
-use super::corelb::Corelb;
-use super::wait_for;
+use crate::backends::{echo, Backend, Next};
+use crate::client::Response;
+use crate::process::Corelb;
+use crate::wait::wait_for;
 
 /// A corelb config with frontend "fe" -> backend "be". `keys` are backend keys (algorithm...),
 /// `tables` backend subtables ([backend.check]...), each server gets its own extra lines.

@@ -1,15 +1,6 @@
-//! Shared end-to-end test harness: a corelb subprocess (`corelb`), misbehaving mock backends
-//! (`backends`), a raw HTTP/1.1 client (`client`), and the wire helpers both sides share (this file).
-//!
-//! Every blocking operation has a timeout and every loop a bound, so a broken proxy makes a test fail
-//! with a message instead of hanging the suite.
-#![allow(dead_code)]
-
-pub mod backends;
-pub mod client;
-pub mod cluster;
-pub mod corelb;
-pub mod mariadb;
+//! The wire helpers both sides of a test share: a strict message-head parser (`Head`), a buffered
+//! reader with deadlines (`Wire`) that decodes Content-Length, chunked and close-delimited bodies, and
+//! the deterministic body `Pattern` the large-body tests send and check.
 
 use std::io::{self, Read};
 use std::net::TcpStream;
@@ -27,20 +18,6 @@ pub const MAX_TRAILERS: usize = 64 * 1024;
 pub const PATTERN_PERIOD: usize = 251;
 /// Longest slice `Pattern::slice` can return (and the largest write the generators make).
 pub const PATTERN_WINDOW: usize = 1 << 20;
-
-/// Poll `cond` every 10 ms until it is true or `timeout` passes. Returns the last value of `cond`.
-pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 /// The deterministic body used by large-body tests: byte `i` is `i % 251`. Any window of the stream
 /// is a contiguous slice of `buf`, so generating and checking cost a memcpy / memcmp, not a loop per byte.
@@ -501,114 +478,15 @@ pub fn write_pattern(w: &mut impl io::Write, pattern: &Pattern, len: u64) -> io:
     Ok(())
 }
 
-/// A port on 127.0.0.1 that refuses connections (bound then released; nothing else in the test
-/// process binds fixed ports, so it stays free for the test's duration in practice).
-pub fn refused_addr() -> std::net::SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let a = l.local_addr().expect("addr");
-    drop(l);
-    a
-}
-
-/// Assert `r` is one of corelb's local error answers: `HTTP/1.1 <code> <reason>`, `Connection: close`
-/// and a short body.
-pub fn assert_local_error(r: &client::Response, code: u16) {
-    assert_eq!(
-        r.status,
-        code,
-        "expected a local {code}, got:\n{}",
-        r.head.raw_str()
-    );
-    assert_eq!(
-        r.version(),
-        "HTTP/1.1",
-        "local answers are HTTP/1.1: {}",
-        r.head.raw_str()
-    );
-    assert!(
-        !r.head.line.2.is_empty(),
-        "no reason phrase: {}",
-        r.head.raw_str()
-    );
-    assert!(
-        r.says_close(),
-        "local {code} lacks Connection: close:\n{}",
-        r.head.raw_str()
-    );
-    assert!(
-        r.body_len < 4096,
-        "local answer body is not short: {} bytes",
-        r.body_len
-    );
-}
-
-/// Open a connection to `addr`, send `raw` (write errors ignored: corelb may close early), and assert
-/// a local `code` answer followed by corelb closing the connection.
-pub fn expect_rejected(addr: std::net::SocketAddr, raw: &[u8], code: u16) {
-    let mut c = client::Client::connect(addr);
-    let _ = c.try_send(raw);
-    let r = c
-        .try_read_response(false, client::RESPONSE_DEADLINE)
-        .unwrap_or_else(|e| {
-            panic!(
-                "request {:?}: expected {code}, read failed: {e}",
-                String::from_utf8_lossy(raw)
-            )
-        });
-    if r.status != code {
-        panic!(
-            "request {:?}: expected {code}, got:\n{}{}",
-            String::from_utf8_lossy(raw),
-            r.head.raw_str(),
-            r.body_str()
-        );
+/// The Content-Length of a message the proxy sent: must be one field of plain digits.
+pub fn single_content_length(head: &Head) -> Result<Option<u64>, String> {
+    let cls = head.headers_named("content-length");
+    match cls.as_slice() {
+        [] => Ok(None),
+        [v] if !v.is_empty() && v.bytes().all(|c| c.is_ascii_digit()) => v
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|e| format!("CL {v:?}: {e}")),
+        other => Err(format!("bad Content-Length from the proxy: {other:?}")),
     }
-    assert_local_error(&r, code);
-    c.assert_closed(Duration::from_secs(5));
-}
-
-/// Assert that a relayed response was aborted cleanly: a well-formed head with `status` and `framing`
-/// (`Length(n)`: exactly `Content-Length: n`; `Chunked`: `Transfer-Encoding: chunked`) reached the
-/// client, then at most `max_body` body bytes (fewer than declared / no last chunk), then the connection
-/// closed (FIN or reset). A timeout, a missing head or a malformed head of corelb's own making fails.
-pub fn assert_aborted(e: &client::ReadError, status: u16, framing: client::Framing, max_body: u64) {
-    assert!(
-        matches!(
-            e.error.kind(),
-            io::ErrorKind::UnexpectedEof
-                | io::ErrorKind::ConnectionReset
-                | io::ErrorKind::ConnectionAborted
-        ),
-        "want the response cut off by a close, got: {e}"
-    );
-    let h = e
-        .head
-        .as_ref()
-        .unwrap_or_else(|| panic!("no (well-formed) response head before the close: {e}"));
-    assert_eq!(h.line.1, status.to_string(), "{}", h.raw_str());
-    match framing {
-        client::Framing::Length(n) => {
-            assert_eq!(
-                h.header("content-length"),
-                Some(n.to_string().as_str()),
-                "{}",
-                h.raw_str()
-            );
-            assert!(!h.has("transfer-encoding"), "{}", h.raw_str());
-            assert!(e.body_len < n, "{e}");
-        }
-        client::Framing::Chunked => {
-            assert!(
-                h.list_contains("transfer-encoding", "chunked"),
-                "{}",
-                h.raw_str()
-            );
-            assert!(!h.has("content-length"), "{}", h.raw_str());
-        }
-        other => panic!("assert_aborted: unsupported framing {other:?}"),
-    }
-    assert!(
-        e.body_len <= max_body,
-        "more body than the backend sent: {e}"
-    );
 }

@@ -1,7 +1,5 @@
 //! A test HTTP/1.1 server on 127.0.0.1 (std threads, one per connection) with a known latency
-//! model, and helpers to run loadgen against it.
-
-#![allow(dead_code)]
+//! model, and helpers to judge timing measurements against it (the load generator's tests).
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -10,9 +8,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-use loadgen::scenario::{default_kind, KindSpec, Target};
-use loadgen::RunConfig;
 
 /// Tests measure timing: run them one at a time (the machine has few cores).
 pub fn serial() -> MutexGuard<'static, ()> {
@@ -104,7 +99,7 @@ impl Drop for TestServer {
     }
 }
 
-/// Sleeps until `t` (the OS overshoots by tens of µs: far below the tests' 5 % tolerances, and a spin
+/// Sleeps until `t`: the latency model makes time pass on purpose (the OS overshoots by tens of µs: far below the tests' 5 % tolerances, and a spin
 /// loop would steal CPU from the generator on this small machine).
 fn sleep_until(t: Instant) {
     let now = Instant::now();
@@ -204,40 +199,6 @@ fn serve(
             }
             Err(_) => return,
         }
-    }
-}
-
-/// A run configuration for `url` with the tests' defaults: one thread, closed loop.
-pub fn config(url: &str) -> RunConfig {
-    let target = Target::parse(url).unwrap();
-    RunConfig {
-        kinds: vec![default_kind(&target)],
-        target,
-        threads: Some(1),
-        connections: 4,
-        rate: None,
-        duration: None,
-        count: None,
-        warmup: Duration::ZERO,
-        timeout: Duration::from_secs(5),
-        close: false,
-        pipeline: 1,
-        seed: 42,
-        // The machine is shared: let the OS move the generator off a busy core.
-        pin: false,
-        pace_quantum: Duration::ZERO,
-        spin: Duration::ZERO,
-    }
-}
-
-pub fn kind(name: &str, weight: u32, path: &str) -> KindSpec {
-    KindSpec {
-        name: name.into(),
-        weight,
-        method: "GET".into(),
-        path: path.into(),
-        headers: Default::default(),
-        body: String::new(),
     }
 }
 

@@ -1,6 +1,6 @@
 //! A raw HTTP/1.1 test client: writes exact bytes, parses responses strictly with a deadline.
 
-use super::{backends::single_content_length, Head, Wire, MAX_HEAD};
+use crate::wire::{single_content_length, Head, Wire, MAX_HEAD};
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -307,4 +307,109 @@ impl Client {
 /// A GET request with Host, as bytes.
 pub fn get_req(path: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: test.local\r\n\r\n").into_bytes()
+}
+
+// ---- assertions on corelb's answers ----
+
+/// Assert `r` is one of corelb's local error answers: `HTTP/1.1 <code> <reason>`, `Connection: close`
+/// and a short body.
+pub fn assert_local_error(r: &Response, code: u16) {
+    assert_eq!(
+        r.status,
+        code,
+        "expected a local {code}, got:\n{}",
+        r.head.raw_str()
+    );
+    assert_eq!(
+        r.version(),
+        "HTTP/1.1",
+        "local answers are HTTP/1.1: {}",
+        r.head.raw_str()
+    );
+    assert!(
+        !r.head.line.2.is_empty(),
+        "no reason phrase: {}",
+        r.head.raw_str()
+    );
+    assert!(
+        r.says_close(),
+        "local {code} lacks Connection: close:\n{}",
+        r.head.raw_str()
+    );
+    assert!(
+        r.body_len < 4096,
+        "local answer body is not short: {} bytes",
+        r.body_len
+    );
+}
+
+/// Open a connection to `addr`, send `raw` (write errors ignored: corelb may close early), and assert
+/// a local `code` answer followed by corelb closing the connection.
+pub fn expect_rejected(addr: std::net::SocketAddr, raw: &[u8], code: u16) {
+    let mut c = Client::connect(addr);
+    let _ = c.try_send(raw);
+    let r = c
+        .try_read_response(false, RESPONSE_DEADLINE)
+        .unwrap_or_else(|e| {
+            panic!(
+                "request {:?}: expected {code}, read failed: {e}",
+                String::from_utf8_lossy(raw)
+            )
+        });
+    if r.status != code {
+        panic!(
+            "request {:?}: expected {code}, got:\n{}{}",
+            String::from_utf8_lossy(raw),
+            r.head.raw_str(),
+            r.body_str()
+        );
+    }
+    assert_local_error(&r, code);
+    c.assert_closed(Duration::from_secs(5));
+}
+
+/// Assert that a relayed response was aborted cleanly: a well-formed head with `status` and `framing`
+/// (`Length(n)`: exactly `Content-Length: n`; `Chunked`: `Transfer-Encoding: chunked`) reached the
+/// client, then at most `max_body` body bytes (fewer than declared / no last chunk), then the connection
+/// closed (FIN or reset). A timeout, a missing head or a malformed head of corelb's own making fails.
+pub fn assert_aborted(e: &ReadError, status: u16, framing: Framing, max_body: u64) {
+    assert!(
+        matches!(
+            e.error.kind(),
+            io::ErrorKind::UnexpectedEof
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+        ),
+        "want the response cut off by a close, got: {e}"
+    );
+    let h = e
+        .head
+        .as_ref()
+        .unwrap_or_else(|| panic!("no (well-formed) response head before the close: {e}"));
+    assert_eq!(h.line.1, status.to_string(), "{}", h.raw_str());
+    match framing {
+        Framing::Length(n) => {
+            assert_eq!(
+                h.header("content-length"),
+                Some(n.to_string().as_str()),
+                "{}",
+                h.raw_str()
+            );
+            assert!(!h.has("transfer-encoding"), "{}", h.raw_str());
+            assert!(e.body_len < n, "{e}");
+        }
+        Framing::Chunked => {
+            assert!(
+                h.list_contains("transfer-encoding", "chunked"),
+                "{}",
+                h.raw_str()
+            );
+            assert!(!h.has("content-length"), "{}", h.raw_str());
+        }
+        other => panic!("assert_aborted: unsupported framing {other:?}"),
+    }
+    assert!(
+        e.body_len <= max_body,
+        "more body than the backend sent: {e}"
+    );
 }
