@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# All tests: installs what they need if missing, then format check, clippy (warnings are errors)
-# and the whole workspace's tests. Runs every step even after a failure, so one run shows all
-# problems; exits non-zero if any step failed. Used by CI (.ci/run) as is.
+# All tests: installs what they need if missing, then format check, clippy (warnings are errors),
+# the whole workspace's tests, the fuzz targets (built, run over their seeds) and shellcheck. Runs
+# every step even after a failure, so one run shows all problems; exits non-zero if any step failed. Used by CI (.ci/run) as is.
 set -euo pipefail
 
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
