@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # All tests: installs what they need if missing, then format check, clippy (warnings are errors),
 # the whole workspace's tests, the fuzz targets (built, run over their seeds) and shellcheck. Runs
-# every step even after a failure, so one run shows all problems; exits non-zero if any step failed. Used by CI (.ci/run) as is.
+# every step even after a failure, so one run shows all problems; exits non-zero if any step failed.
+# Used by CI (.ci/run) as is.
 set -euo pipefail
 
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
