@@ -74,6 +74,7 @@ run_step test cargo test --workspace --no-fail-fast
 # the dependencies the test step just built are reused.
 fuzz_targets() {
     cargo fmt --manifest-path fuzz/Cargo.toml -- --check || return
+    cargo clippy --manifest-path fuzz/Cargo.toml --target-dir target --bins -- -D warnings || return
     cargo build --manifest-path fuzz/Cargo.toml --target-dir target --bins || return
     local dir name
     for dir in fuzz/seeds/*/; do
