@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# All tests: installs what they need if missing, then format check, clippy (warnings are errors)
-# and the whole workspace's tests. Runs every step even after a failure, so one run shows all
-# problems; exits non-zero if any step failed. Used by CI (.ci/run) as is.
+# All tests: installs what they need if missing, then format check, clippy (warnings are errors),
+# the whole workspace's tests, the fuzz targets (built, run over their seeds) and shellcheck. Runs
+# every step even after a failure, so one run shows all problems; exits non-zero if any step failed.
+# Used by CI (.ci/run) as is.
 set -euo pipefail
 
 REPO_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -70,6 +71,24 @@ run_step fmt cargo fmt --all -- --check
 run_step vendor bash scripts/vendor-glommio.sh --check
 run_step clippy cargo clippy --workspace --all-targets -- -D warnings
 run_step test cargo test --workspace --no-fail-fast
+
+# The fuzz targets (fuzz/: its own workspace, which no step above builds) compiled on stable, then each
+# run once over its seed inputs (fuzz/seeds/TARGET/), so that they cannot rot and their checks hold on
+# known messages. Fuzzing proper needs nightly and cargo-fuzz (fuzz/README.md). `--target-dir target`:
+# the dependencies the test step just built are reused.
+fuzz_targets() {
+    cargo fmt --manifest-path fuzz/Cargo.toml -- --check || return
+    cargo clippy --manifest-path fuzz/Cargo.toml --target-dir target --bins -- -D warnings || return
+    cargo build --manifest-path fuzz/Cargo.toml --target-dir target --bins || return
+    local dir name
+    for dir in fuzz/seeds/*/; do
+        name=$(basename "$dir")
+        echo "$name: $(find "$dir" -type f | wc -l) seed inputs"
+        # libFuzzer runs each file given once and exits non-zero on a crash or a failed check.
+        target/debug/"$name" "$dir"* || return
+    done
+}
+run_step fuzz fuzz_targets
 if command -v shellcheck > /dev/null 2>&1; then
     # -x: follow the scripts' `source benches/lib.sh` (paths relative to the repository root).
     run_step shellcheck shellcheck -x benches/*.sh scripts/*.sh .ci/run loadgen/stack/*.sh

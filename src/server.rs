@@ -25,11 +25,12 @@ use crate::worker::WorkerCtx;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("frontend {frontend:?}: cannot listen on {addr}: {source} (is another process using it? `ss -ltnp`)")]
+    // `cause`, not `source`: the message already names it, and a source would print it again (`{:#}`).
+    #[error("frontend {frontend:?}: cannot listen on {addr}: {cause} (is another process using it? `ss -ltnp`)")]
     Bind {
         frontend: String,
         addr: SocketAddr,
-        source: io::Error,
+        cause: io::Error,
     },
     #[error("cannot determine the CPUs this process may run on")]
     NoCpus,
@@ -100,10 +101,10 @@ fn bind_all(cfg: &Config, workers: usize) -> Result<Vec<Listeners>, StartError> 
         for &addr in &fe.binds {
             let mut actual = addr;
             for (w, slot) in per_worker.iter_mut().enumerate() {
-                let err = |source| StartError::Bind {
+                let err = |cause| StartError::Bind {
                     frontend: fe.name.clone(),
                     addr,
-                    source,
+                    cause,
                 };
                 let s = listen_socket(actual, fe.backlog.get()).map_err(err)?;
                 if w == 0 {

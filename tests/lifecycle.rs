@@ -332,3 +332,43 @@ fn emfile_on_accept_backs_off_and_keeps_serving() {
         "accept errors must be rate-limited, got {lines} lines"
     );
 }
+
+/// A port another process holds: exit 1 with one line that names the frontend and address and gives
+/// the OS error once (it used to appear twice: in the message and again as the error's source).
+#[test]
+fn taken_port_is_one_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_corelb"))
+        .args(["--listen", &addr.to_string(), "--backend", "127.0.0.1:1"])
+        .args(["--workers", "1"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn corelb");
+    let mut status = None;
+    let exited = wait_for(Duration::from_secs(10), || {
+        status = child.try_wait().expect("wait for corelb");
+        status.is_some()
+    });
+    if !exited {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("corelb kept running on a taken port");
+    }
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.and_then(|s| s.code()), Some(1), "{stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("cannot listen"))
+        .unwrap_or_else(|| panic!("no bind error in: {stderr}"));
+    assert!(line.contains(&addr.to_string()), "{line}");
+    assert_eq!(
+        line.matches("Address already in use").count(),
+        1,
+        "the OS error once: {line}"
+    );
+    drop(taken);
+}

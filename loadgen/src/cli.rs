@@ -74,6 +74,29 @@ pub struct RunArgs {
     /// PRNG seed for the request mix and placeholders (default: from the clock).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Exit non-zero when more than this share of the requests failed (errors, 4xx and 5xx
+    /// included): a fraction (0.01) or a percentage (1%). Without it, only a run in which no request
+    /// succeeded exits non-zero.
+    #[arg(long, value_parser = parse_rate)]
+    pub max_error_rate: Option<f64>,
+}
+
+/// Parses "0.05" (a fraction, 0..=1) or "5%" (a percentage, 0..=100) into a fraction.
+pub fn parse_rate(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let (num, scale, max) = match t.strip_suffix('%') {
+        Some(p) => (p.trim_end(), 100.0, 100.0),
+        None => (t, 1.0, 1.0),
+    };
+    let v: f64 = num.parse().map_err(|_| format!("bad rate {s:?}"))?;
+    if !(0.0..=max).contains(&v) {
+        return Err(if scale == 1.0 {
+            format!("rate {s:?} is not a fraction in 0..1 (for a percentage, add %)")
+        } else {
+            format!("rate {s:?} is not a percentage in 0..100")
+        });
+    }
+    Ok(v / scale)
 }
 
 /// Parses "1.5s", "250ms", "2m", "1h", "100us" or a bare number of seconds.
@@ -185,7 +208,10 @@ pub fn run(a: &RunArgs) -> anyhow::Result<()> {
         std::fs::write(&ts, svg::timeseries(&title, &report.timeseries))
             .with_context(|| format!("writing {}", ts.display()))?;
     }
-    Ok(())
+    match report.failure(a.max_error_rate) {
+        Some(why) => anyhow::bail!(why),
+        None => Ok(()),
+    }
 }
 
 fn with_suffix(prefix: &std::path::Path, suffix: &str) -> PathBuf {
@@ -196,8 +222,20 @@ fn with_suffix(prefix: &std::path::Path, suffix: &str) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::{parse_duration, parse_rate};
     use std::time::Duration;
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("0.05"), Ok(0.05));
+        assert_eq!(parse_rate("5%"), Ok(0.05));
+        assert_eq!(parse_rate(" 0.5 % "), Ok(0.005));
+        assert_eq!(parse_rate("0"), Ok(0.0));
+        assert_eq!(parse_rate("100%"), Ok(1.0));
+        for bad in ["5", "-1%", "101%", "x", "", "%", "NaN", "inf%"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn durations() {

@@ -8,7 +8,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::engine::{RunOutput, LATE_THRESHOLD};
-use crate::stats::{KindStats, ERROR_CLASSES, OTHER_BACKEND};
+use crate::stats::{ErrorClass, KindStats, ERROR_CLASSES, OTHER_BACKEND};
 
 /// Above this share of its cores busy, the generator is likely the bottleneck.
 pub const SATURATION: f64 = 0.9;
@@ -202,15 +202,15 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "loadgen {}: {} loop{}, {} threads{}, {} connections, {:.2} s measured",
+            "loadgen {}: {} loop{}, {}{}, {}, {:.2} s measured",
             self.target,
             self.mode,
             self.target_rate
                 .map(|r| format!(" at {r:.0} req/s"))
                 .unwrap_or_default(),
-            self.threads,
+            count(self.threads, "thread"),
             if self.cpu.pinned { " (pinned)" } else { "" },
-            self.connections,
+            count(self.connections, "connection"),
             self.window_seconds
         );
         let _ = writeln!(
@@ -275,8 +275,11 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "  generator    {:.2} CPU s over {:.2} s wall = {:.2} cores busy of {} threads",
-            self.cpu.cpu_seconds, self.cpu.wall_seconds, self.cpu.cores_used, self.cpu.threads
+            "  generator    {:.2} CPU s over {:.2} s wall = {:.2} cores busy of {}",
+            self.cpu.cpu_seconds,
+            self.cpu.wall_seconds,
+            self.cpu.cores_used,
+            count(self.cpu.threads, "thread")
         );
         if self.cpu.saturated {
             let _ = writeln!(
@@ -286,6 +289,56 @@ impl Report {
             );
         }
         s
+    }
+
+    /// Responses with a status below 400.
+    pub fn successes(&self) -> u64 {
+        self.responses
+            .saturating_sub(self.error_count(ErrorClass::Http4xx))
+            .saturating_sub(self.error_count(ErrorClass::Http5xx))
+    }
+
+    /// Requests that ended in the measured window, with a response or with an error before one.
+    pub fn completed(&self) -> u64 {
+        let http = self.error_count(ErrorClass::Http4xx) + self.error_count(ErrorClass::Http5xx);
+        self.responses + self.errors_total.saturating_sub(http)
+    }
+
+    fn error_count(&self, c: ErrorClass) -> u64 {
+        self.errors.get(c.name()).copied().unwrap_or(0)
+    }
+
+    /// Errors (4xx and 5xx responses included) per completed request; 1 when none completed.
+    pub fn error_rate(&self) -> f64 {
+        match self.completed() {
+            0 => 1.0,
+            n => self.errors_total as f64 / n as f64,
+        }
+    }
+
+    /// Why the run does not count as a measurement, if so: no request succeeded, or the error rate is
+    /// above `max_error_rate` (a fraction). The caller exits non-zero with this message, after writing
+    /// the report, so that a script cannot take a run against a dead target for a result.
+    pub fn failure(&self, max_error_rate: Option<f64>) -> Option<String> {
+        if self.successes() == 0 {
+            return Some(format!(
+                "no request succeeded: {} responses, {} errors ({})",
+                self.responses,
+                self.errors_total,
+                list(&self.errors)
+            ));
+        }
+        let rate = self.error_rate();
+        match max_error_rate {
+            Some(max) if rate > max => Some(format!(
+                "error rate {:.3} % ({} errors in {} requests) is above --max-error-rate {:.3} %",
+                100.0 * rate,
+                self.errors_total,
+                self.completed(),
+                100.0 * max
+            )),
+            _ => None,
+        }
     }
 
     pub fn csv(&self) -> String {
@@ -298,6 +351,15 @@ impl Report {
             );
         }
         s
+    }
+}
+
+/// "1 thread", "2 threads": a count with its noun in the right number.
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }
 

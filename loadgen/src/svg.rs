@@ -10,11 +10,14 @@ use crate::report::SecondRow;
 const W: f64 = 800.0;
 const H: f64 = 400.0;
 const LEFT: f64 = 70.0;
-const RIGHT: f64 = 20.0;
+/// Room right of the plot for half of the last x label (the spectrum's "99.999%", centred on the edge).
+const RIGHT: f64 = 40.0;
 const TOP: f64 = 30.0;
 const BOTTOM: f64 = 50.0;
 /// The spectrum's x axis runs to 1/(1-p) = 10^5, i.e. p99.999.
 const SPECTRUM_DECADES: u32 = 5;
+/// At most this many labelled seconds on the timeseries' x axis (about one per 70 px).
+const MAX_X_TICKS: u64 = 10;
 /// Points per plotted curve (keeps files small whatever the histogram holds).
 const POINTS: usize = 400;
 
@@ -153,6 +156,22 @@ pub fn spectrum(title: &str, curves: &[(&str, &str, &Histogram<u64>)]) -> String
     s
 }
 
+/// The step between labelled seconds: 1, 2, 5, 10, 20, 50, ... so that at most MAX_X_TICKS + 1 fit.
+fn tick_step(last: u64) -> u64 {
+    let mut p = 1u64;
+    loop {
+        for m in [1, 2, 5] {
+            let Some(step) = p.checked_mul(m) else {
+                return u64::MAX;
+            };
+            if last / step <= MAX_X_TICKS {
+                return step;
+            }
+        }
+        p = p.saturating_mul(10);
+    }
+}
+
 /// One plot of the timeseries: top y, axis maximum, label, colour, value of a row.
 type Panel<'a> = (f64, f64, &'a str, &'a str, &'a dyn Fn(&SecondRow) -> f64);
 
@@ -178,6 +197,24 @@ pub fn timeseries(title: &str, rows: &[SecondRow]) -> String {
             &|r: &SecondRow| r.p99_ms,
         ),
     ];
+    // Vertical grid lines through both panels, labelled in seconds under the lower one.
+    let last = rows.len().saturating_sub(1) as u64;
+    let bottom = TOP + 2.0 * ph + gap;
+    for t in (0..=last.max(1)).step_by(tick_step(last.max(1)) as usize) {
+        let x = LEFT + pw * t as f64 / n;
+        for y0 in [TOP, TOP + ph + gap] {
+            let _ = writeln!(
+                s,
+                "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{y0:.1}\" y2=\"{:.1}\" stroke=\"#ddd\"/>",
+                y0 + ph
+            );
+        }
+        let _ = writeln!(
+            s,
+            "<text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{t}</text>",
+            bottom + 16.0
+        );
+    }
     for (y0, max, label, colour, f) in panels {
         y_axis(&mut s, LEFT, y0, ph, max, label);
         let mut pts = String::new();
@@ -193,11 +230,47 @@ pub fn timeseries(title: &str, rows: &[SecondRow]) -> String {
     }
     let _ = writeln!(
         s,
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">second of the run (0..{})</text>",
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">second of the run</text>",
         LEFT + pw / 2.0,
-        H - 10.0,
-        rows.len().saturating_sub(1)
+        H - 10.0
     );
     s.push_str("</svg>\n");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tick_steps_keep_the_labels_apart() {
+        assert_eq!(tick_step(1), 1);
+        assert_eq!(tick_step(10), 1);
+        assert_eq!(tick_step(11), 2);
+        assert_eq!(tick_step(30), 5);
+        assert_eq!(tick_step(100), 10);
+        assert_eq!(tick_step(3600), 500);
+        assert!(u64::MAX / tick_step(u64::MAX) <= MAX_X_TICKS);
+    }
+
+    #[test]
+    fn timeseries_labels_its_seconds() {
+        let rows: Vec<SecondRow> = (0..30)
+            .map(|i| SecondRow {
+                second: i,
+                requests: 100,
+                errors: 0,
+                p50_ms: 1.0,
+                p99_ms: 2.0,
+            })
+            .collect();
+        let svg = timeseries("t", &rows);
+        for t in [0, 5, 10, 15, 20, 25] {
+            assert!(svg.contains(&format!("\">{t}</text>")), "tick {t}: {svg}");
+        }
+        assert!(
+            !svg.contains("\">30</text>"),
+            "no tick past the last second"
+        );
+    }
 }

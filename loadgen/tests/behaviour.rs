@@ -375,3 +375,103 @@ fn stack_subcommand_passes_the_script_status_through() {
     assert_eq!(bad.status.code(), Some(2), "clap usage error");
     assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid value 'explode'"));
 }
+
+/// `loadgen run` exits non-zero when no request succeeded (a dead target is not a result), and when
+/// the error rate is above `--max-error-rate`; the report is printed either way.
+#[test]
+fn exit_status_reflects_failed_requests() {
+    let _g = serial();
+    let run = |url: &str, extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+            .args(["run", url, "-t", "1", "--no-pin", "--seed", "7"])
+            .args(extra)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run loadgen")
+    };
+    let text = |o: &std::process::Output| {
+        format!(
+            "exit {:?}\nstdout: {}\nstderr: {}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+
+    // A port nobody listens on (bound, then closed): every request fails to connect.
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let o = run(
+        &format!("http://127.0.0.1:{port}/"),
+        &["-n", "5", "-c", "1"],
+    );
+    let n200 = ["-n", "200", "-c", "2"];
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no request succeeded"),
+        "{}",
+        text(&o)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("errors       5 ("),
+        "the report is still printed: {}",
+        text(&o)
+    );
+
+    // Every response a 503: responses, but none succeeded.
+    let srv = TestServer::start(Model::fixed(Duration::ZERO));
+    let o = run(&format!("http://{}/e503", srv.addr), &n200);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no request succeeded: 200 responses"),
+        "{}",
+        text(&o)
+    );
+
+    // Half the requests 503 (a 1:1 mix, 200 requests): above 10 %, below 90 %, either way written.
+    let dir = std::env::temp_dir().join(format!("loadgen-exit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = dir.join("mix.toml");
+    std::fs::write(
+        &scenario,
+        "[[kind]]\nname = \"ok\"\nweight = 1\npath = \"/\"\n\n[[kind]]\nname = \"bad\"\nweight = 1\npath = \"/e503\"\n",
+    )
+    .unwrap();
+    let scenario = scenario.to_str().unwrap();
+    let url = srv.url();
+    let o = run(&url, &[&n200[..], &["--scenario", scenario]].concat());
+    assert!(o.status.success(), "no limit given: {}", text(&o));
+    let o = run(
+        &url,
+        &[
+            &n200[..],
+            &["--scenario", scenario, "--max-error-rate", "10%"],
+        ]
+        .concat(),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("is above --max-error-rate 10.000 %"),
+        "{}",
+        text(&o)
+    );
+    let o = run(
+        &url,
+        &[
+            &n200[..],
+            &["--scenario", scenario, "--max-error-rate", "0.9"],
+        ]
+        .concat(),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let o = run(&url, &[&n200[..], &["--max-error-rate", "5"]].concat());
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a bare 5 is no fraction: {}",
+        text(&o)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
