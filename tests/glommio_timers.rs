@@ -224,3 +224,52 @@ fn file_reads_across_preemptions_all_finish() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The same lost wake-up on a socket: sequential one-byte round trips for a while, with a long user
+/// timer pending (as a server's idle timeouts are). The pending timer keeps the preemption timer
+/// armed across sleeps, so it fires periodically, also right after a poll that woke the reading
+/// task; a task stranded then waits for the user timer. With glommio's 100 ms period the first
+/// patch 4 stranded a task in ~1 of 6 runs of 1.2 s (like the 10 s stall seen once in
+/// tests/balancing.rs). A 1 ms period makes the window come up in every run, and strands the task
+/// even without patch 4 (5 of 6 runs with patches 1-3: upstream's fresh timer fires within the
+/// window when the thread is descheduled for longer than the period); the executor half of patch 4
+/// fixes both.
+#[test]
+fn round_trips_with_a_pending_timer_all_finish() {
+    /// How long the round trips go on.
+    const BUSY: Duration = Duration::from_millis(1500);
+    /// The preemption period: short, so the timer often fires right after a poll.
+    const PREEMPT: Duration = Duration::from_millis(1);
+    /// The pending user timer: what ends a stall, so a stranded task shows as a round trip this long.
+    const PENDING: Duration = Duration::from_secs(5);
+    let addr = echo_server();
+    let (tx, rx) = mpsc::channel();
+    LocalExecutorBuilder::default()
+        .io_memory(1 << 20)
+        .preempt_timer(PREEMPT)
+        .spawn(move || async move {
+            // Detached: dropped, timer and all, when this future finishes.
+            glommio::spawn_local(glommio::timer::sleep(PENDING)).detach();
+            let mut s = TcpStream::connect(addr).await.expect("connect");
+            let mut b = [0u8; 1];
+            let (t0, mut rounds, mut worst) = (Instant::now(), 0u64, Duration::ZERO);
+            while t0.elapsed() < BUSY {
+                let t = Instant::now();
+                s.write_all(b"x").await.expect("write");
+                s.read_exact(&mut b).await.expect("read");
+                worst = worst.max(t.elapsed());
+                rounds += 1;
+            }
+            let _ = tx.send((rounds, worst));
+        })
+        .expect("executor");
+    let (rounds, worst) = rx
+        .recv_timeout(TEST_DEADLINE)
+        .expect("the executor did not finish");
+    eprintln!("{rounds} round trips, the slowest {worst:?}");
+    // Only a stranded task is asserted (the tail of a shared 2-core machine reaches milliseconds).
+    assert!(
+        worst < Duration::from_secs(1),
+        "a round trip took {worst:?}"
+    );
+}
