@@ -1325,6 +1325,12 @@ impl LocalExecutor {
         loop {
             self.reactor.sys.install_eventfd();
             if self.need_preempt() {
+                // corelb patch: a preemption flagged before any task queue ran is not "nothing to
+                // run". The reactor keeps its preemption timer armed across wake-ups, so the timer
+                // can fire right after `poll_io` returned; returning false here with a runnable
+                // task queue made the executor park with that task stranded (nothing left to wake
+                // it). Going round the loop instead polls I/O, which clears the flag.
+                ran |= !self.queues.borrow().active_executors.is_empty();
                 break;
             }
             if !self.run_one_task_queue() {

@@ -1927,6 +1927,9 @@ impl Reactor {
             if self.ensure_latency_timer(&mut lat_ring, preempt) {
                 flush_cancellations!(into &mut woke; lat_ring);
                 flush_rings!(lat_ring, main_ring)?;
+                // corelb patch: picks up the completions of a replaced timer's cancellation, which
+                // would otherwise flag a preemption as soon as we return.
+                consume_rings!(into &mut woke; lat_ring);
             } else {
                 flush_rings!(main_ring)?;
             }
