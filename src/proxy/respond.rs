@@ -76,6 +76,31 @@ pub(super) fn connection_field(keep: bool, http10: bool) -> ConnectionField {
     }
 }
 
+/// Serializes the response head for the client into `x.out` (sent with the first body bytes) and
+/// consumes it from the backend buffer.
+fn stage_head<S>(
+    c: &mut ClientConn<S>,
+    x: &mut Exchange,
+    resp: &ResponseHead,
+    framing: ClientFraming,
+    connection: ConnectionField,
+    extra: &[u8],
+) {
+    x.out.clear();
+    write_response_head(
+        &mut x.out,
+        x.bbuf.filled(),
+        resp,
+        &x.resp_fields,
+        framing,
+        connection,
+        extra,
+    );
+    x.bbuf.consume(resp.head_len);
+    c.record.status = resp.status;
+    c.record.bytes_out += x.out.len() as u64;
+}
+
 /// Sends the response head and streams the body; gives the server connection back when it can be
 /// reused. Ok(true): keep the client connection open.
 pub(super) async fn respond<S: Stream>(
@@ -90,19 +115,14 @@ pub(super) async fn respond<S: Stream>(
     let head = req.head;
     let p = plan(head, resp);
     let keep = head.keep_alive && !p.must_close && !c.ctx.draining.get();
-    x.out.clear();
-    write_response_head(
-        &mut x.out,
-        x.bbuf.filled(),
+    stage_head(
+        c,
+        x,
         resp,
-        &x.resp_fields,
         p.client,
         connection_field(keep, head.http10),
         set_cookie,
     );
-    x.bbuf.consume(resp.head_len);
-    c.record.status = resp.status;
-    c.record.bytes_out += x.out.len() as u64;
     let client_timeout = req.f.timeouts.body;
     match p.src {
         Some(framing) => {
@@ -161,19 +181,14 @@ pub(super) async fn upgrade<S: Stream>(
     if req.head.upgrade.is_none() {
         return Err(ProxyError::BadGateway("101 without an upgrade request"));
     }
-    x.out.clear();
-    write_response_head(
-        &mut x.out,
-        x.bbuf.filled(),
+    stage_head(
+        c,
+        x,
         resp,
-        &x.resp_fields,
         ClientFraming::None,
         ConnectionField::Upgrade,
         b"",
     );
-    x.bbuf.consume(resp.head_len);
-    c.record.status = resp.status;
-    c.record.bytes_out += x.out.len() as u64;
     flush(&mut c.stream, &mut x.out, req.f.timeouts.body)
         .await
         .map_err(|e| ProxyError::ClientIo(e.kind()))?;
