@@ -112,7 +112,7 @@ pub struct ExchangeRecord {
     pub start: Instant,
     /// From the first byte of the head to its end, when it came in pieces (0: one read).
     pub head_us: u32,
-    /// To a usable backend connection (pooled or connected).
+    /// To a new backend connection; 0 when a pooled one was used (no connect, as HAProxy's Tc).
     pub connect_us: u32,
     /// To the complete response head (time to first byte).
     pub response_us: u32,

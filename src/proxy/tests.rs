@@ -179,6 +179,8 @@ fn the_second_request_reuses_the_pooled_connection() {
     assert_eq!((r1, r2), (Ok(true), Ok(true)));
     assert_eq!(idle, 1);
     assert!(!rec1.reused && rec2.reused, "{rec1:?} {rec2:?}");
+    assert_eq!(rec2.connect_us, 0, "no connect for a pooled connection");
+    assert_ne!(rec2.response_us, NO_TIME);
     let conns: Vec<usize> = (0..2)
         .map(|_| seen.recv_timeout(IO_TIMEOUT).unwrap().0)
         .collect();
