@@ -239,7 +239,15 @@ fn refused_server_fails_over_and_all_down_closes_at_once() {
         "closed after {:?}",
         t.elapsed()
     );
-    assert!(lb.logs().contains("connect failed"), "{}", lb.logs());
+    // The log line is written before the connection closes, but read from corelb's stderr by
+    // another thread: wait for it rather than look once.
+    assert!(
+        wait_for(Duration::from_secs(5), || lb
+            .logs()
+            .contains("connect failed")),
+        "{}",
+        lb.logs()
+    );
 }
 
 #[test]

@@ -217,7 +217,17 @@ fn a_reset_during_a_send_is_a_write_error() {
     eprintln!("{}", r.text());
     assert_eq!(r.responses, 0);
     assert_eq!(r.errors_total, 64, "{:?}", r.errors);
-    assert_eq!(r.errors["write"], 64, "{:?}", r.errors);
+    // The server resets each connection the moment it accepts it, so on a busy VM a replacement
+    // connection can be reset before loadgen counts it connected: that request is a `connect` error
+    // (1 of 64 seen on a quiet run, up to 39 under load, the old main alike). What this test is
+    // about: a reset while sending is never taken for a read error or a timeout.
+    assert!(r.errors["write"] >= 1, "{:?}", r.errors);
+    assert_eq!(
+        r.errors["write"] + r.errors["connect"],
+        64,
+        "only write (or connect) errors: {:?}",
+        r.errors
+    );
 }
 
 #[test]
