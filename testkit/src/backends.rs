@@ -227,9 +227,7 @@ impl Backend {
             name,
             None,
             Arc::new(|_, w, _| {
-                let mut out = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n".to_vec();
-                out.extend_from_slice(&Pattern::vec(1000));
-                let _ = w.stream.write_all(&out);
+                let _ = w.stream.write_all(&partial_response());
                 Next::Close
             }),
         )
@@ -244,9 +242,7 @@ impl Backend {
             name,
             None,
             Arc::new(|_, w, _| {
-                let mut out = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n".to_vec();
-                out.extend_from_slice(&Pattern::vec(1000));
-                let _ = w.stream.write_all(&out);
+                let _ = w.stream.write_all(&partial_response());
                 let _ = w.stream.flush();
                 // Let the bytes leave before the reset, so the proxy really is mid-body: nothing
                 // observable says they have, so time passes on purpose.
@@ -550,4 +546,11 @@ pub fn read_request(w: &mut Wire, conn_id: usize) -> Result<Option<Request>, Str
         trailers,
         conn_id,
     }))
+}
+
+/// The mid-body mocks' answer: a head promising 100 000 body bytes, then only the first 1 000.
+fn partial_response() -> Vec<u8> {
+    let mut out = b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n".to_vec();
+    out.extend_from_slice(&Pattern::vec(1000));
+    out
 }
